@@ -1,0 +1,268 @@
+//! Assembles a publish from its frames: basic.publish, then a content header, then body frames
+//! until `body_size` bytes have arrived. A pure state machine; the channel feeds it frames and
+//! routes what it completes.
+
+use crate::connection::frame::{ContentHeader, Publish};
+use crate::error::{AmqpError, AmqpResult};
+use bytes::{Bytes, BytesMut};
+
+/// A fully received message, ready to route.
+#[derive(Debug)]
+pub struct Complete {
+    pub publish: Publish,
+    pub header: ContentHeader,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Idle,
+    AwaitingHeader(Publish),
+    AwaitingBody {
+        publish: Publish,
+        header: ContentHeader,
+        body: Body,
+    },
+}
+
+/// The body received so far: one frame is kept zero-copy, several are joined.
+#[derive(Debug)]
+enum Body {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Empty => 0,
+            Body::One(b) => b.len(),
+            Body::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes, total: usize) {
+        *self = match std::mem::replace(self, Body::Empty) {
+            Body::Empty => Body::One(chunk),
+            Body::One(first) => {
+                let mut joined = BytesMut::with_capacity(total);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&chunk);
+                Body::Many(joined)
+            }
+            Body::Many(mut joined) => {
+                joined.extend_from_slice(&chunk);
+                Body::Many(joined)
+            }
+        }
+    }
+
+    fn freeze(self) -> Bytes {
+        match self {
+            Body::Empty => Bytes::new(),
+            Body::One(b) => b,
+            Body::Many(b) => b.freeze(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Assembler {
+    state: State,
+}
+
+/// The class of the basic content header (spec: class 60).
+const BASIC_CLASS: u16 = 60;
+
+impl Assembler {
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
+    /// The error for a method frame arriving while content is expected.
+    pub fn method_while_busy(&self) -> AmqpError {
+        match self.state {
+            State::AwaitingHeader(_) => AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ),
+            _ => AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            ),
+        }
+    }
+
+    pub fn start(&mut self, publish: Publish) {
+        self.state = State::AwaitingHeader(publish);
+    }
+
+    /// Drops a partly received message (the channel is closing).
+    pub fn reset(&mut self) {
+        self.state = State::Idle;
+    }
+
+    pub fn header(
+        &mut self,
+        header: ContentHeader,
+        max_message_size: u64,
+    ) -> AmqpResult<Option<Complete>> {
+        let publish = match std::mem::take(&mut self.state) {
+            State::AwaitingHeader(p) => p,
+            State::Idle => {
+                return Err(AmqpError::unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                ))
+            }
+            State::AwaitingBody { .. } => {
+                return Err(AmqpError::unexpected_frame(
+                    "expected content body, got non content body frame instead",
+                ))
+            }
+        };
+        if header.class_id != BASIC_CLASS {
+            return Err(AmqpError::unexpected_frame(format_args!(
+                "expected content header for class 60, got one for class {} instead",
+                header.class_id
+            )));
+        }
+        if header.body_size > max_message_size {
+            return Err(AmqpError::precondition_failed(format_args!(
+                "message size {} is larger than configured max size {}",
+                header.body_size, max_message_size
+            )));
+        }
+        if header.body_size == 0 {
+            return Ok(Some(Complete {
+                publish,
+                header,
+                body: Bytes::new(),
+            }));
+        }
+        self.state = State::AwaitingBody {
+            publish,
+            header,
+            body: Body::Empty,
+        };
+        Ok(None)
+    }
+
+    pub fn body(&mut self, chunk: Bytes) -> AmqpResult<Option<Complete>> {
+        let State::AwaitingBody {
+            publish,
+            header,
+            mut body,
+        } = std::mem::take(&mut self.state)
+        else {
+            let expected = if self.is_idle() {
+                "method"
+            } else {
+                "content header"
+            };
+            return Err(AmqpError::unexpected_frame(format_args!(
+                "expected {expected} frame, got content body frame instead"
+            )));
+        };
+        // body_size was checked against max_message_size, so it fits in usize.
+        let total = usize::try_from(header.body_size).unwrap_or(usize::MAX);
+        if body.len() + chunk.len() > total {
+            return Err(AmqpError::frame_error(format_args!(
+                "content body larger than the {total} bytes its header announced"
+            )));
+        }
+        body.push(chunk, total);
+        if body.len() == total {
+            return Ok(Some(Complete {
+                publish,
+                header,
+                body: body.freeze(),
+            }));
+        }
+        self.state = State::AwaitingBody {
+            publish,
+            header,
+            body,
+        };
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::frame::{PropertySummary, ShortStr};
+    use crate::error::ReplyCode;
+
+    fn publish() -> Publish {
+        Publish {
+            exchange: ShortStr::default(),
+            routing_key: ShortStr::from_static("q"),
+            mandatory: false,
+            immediate: false,
+        }
+    }
+
+    fn header(class_id: u16, body_size: u64) -> ContentHeader {
+        ContentHeader {
+            class_id,
+            body_size,
+            properties: Bytes::from_static(&[0, 0]),
+            summary: PropertySummary::default(),
+        }
+    }
+
+    #[test]
+    fn body_split_over_frames_is_joined() {
+        let mut a = Assembler::default();
+        a.start(publish());
+        assert!(a.header(header(60, 6), 100).ok().flatten().is_none());
+        assert!(a.body(Bytes::from_static(b"abc")).ok().flatten().is_none());
+        let done = a.body(Bytes::from_static(b"def")).ok().flatten();
+        assert_eq!(done.map(|c| c.body), Some(Bytes::from_static(b"abcdef")));
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn empty_body_completes_at_header() {
+        let mut a = Assembler::default();
+        a.start(publish());
+        let done = a.header(header(60, 0), 100).ok().flatten();
+        assert_eq!(done.map(|c| c.body.len()), Some(0));
+    }
+
+    #[test]
+    fn out_of_order_frames_are_unexpected() {
+        let mut a = Assembler::default();
+        let code = |r: AmqpResult<Option<Complete>>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(a.header(header(60, 1), 100)),
+            Some(ReplyCode::UnexpectedFrame)
+        );
+        assert_eq!(
+            code(a.body(Bytes::from_static(b"x"))),
+            Some(ReplyCode::UnexpectedFrame)
+        );
+        a.start(publish());
+        assert_eq!(
+            code(a.body(Bytes::from_static(b"x"))),
+            Some(ReplyCode::UnexpectedFrame)
+        );
+        a.start(publish());
+        assert_eq!(
+            code(a.header(header(50, 1), 100)),
+            Some(ReplyCode::UnexpectedFrame)
+        );
+    }
+
+    #[test]
+    fn oversize_message_and_overlong_body_are_refused() {
+        let mut a = Assembler::default();
+        a.start(publish());
+        let e = a.header(header(60, 101), 100).err();
+        assert_eq!(e.map(|e| e.code), Some(ReplyCode::PreconditionFailed));
+        a.start(publish());
+        assert!(a.header(header(60, 2), 100).is_ok());
+        let e = a.body(Bytes::from_static(b"abc")).err();
+        assert_eq!(e.map(|e| e.code), Some(ReplyCode::FrameError));
+    }
+}

@@ -1,0 +1,343 @@
+//! basic.* methods: publish (routing into queues), qos, consume, cancel, get, ack, nack,
+//! reject, recover.
+
+use super::assembler::Complete;
+use super::unacked::{group_by_queue, Unacked};
+use super::{Channel, ConsumerEntry};
+use crate::connection::codec;
+use crate::connection::frame::{Qos, ShortStr};
+use crate::connection::outbound::short;
+use crate::connection::ConnCtx;
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use crate::queue::consumer::ConsumerShared;
+use crate::queue::{QueueCmd, QueueGone};
+use amq_protocol::protocol::basic::{self as amqp_basic, AMQPMethod};
+use amq_protocol::protocol::AMQPClass;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+impl Channel {
+    pub(super) async fn basic_method(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: AMQPMethod,
+    ) -> AmqpResult<()> {
+        match m {
+            AMQPMethod::Consume(c) => self.consume(ctx, c).await,
+            AMQPMethod::Cancel(c) => {
+                self.cancel(c.consumer_tag.as_str()).await;
+                if !c.nowait {
+                    self.send_basic(
+                        ctx,
+                        AMQPMethod::CancelOk(amqp_basic::CancelOk {
+                            consumer_tag: c.consumer_tag,
+                        }),
+                    );
+                }
+                Ok(())
+            }
+            AMQPMethod::Get(g) => self.get(ctx, g.queue.as_str(), g.no_ack).await,
+            AMQPMethod::Recover(r) => {
+                self.recover(r.requeue).await?;
+                self.send_basic(ctx, AMQPMethod::RecoverOk(amqp_basic::RecoverOk {}));
+                Ok(())
+            }
+            AMQPMethod::RecoverAsync(r) => self.recover(r.requeue).await,
+            // Normally hand-decoded (to see prefetch_size); kept for completeness.
+            AMQPMethod::Qos(q) => self.qos(
+                ctx,
+                Qos {
+                    prefetch_size: 0,
+                    prefetch_count: q.prefetch_count,
+                    global: q.global,
+                },
+            ),
+            // publish, ack, nack, reject and qos arrive as hand-decoded frames; the rest are
+            // server-to-client methods.
+            _ => Err(AmqpError::command_invalid(
+                "unexpected basic method from the client",
+            )),
+        }
+    }
+
+    fn send_basic(&self, ctx: &mut ConnCtx, m: AMQPMethod) {
+        ctx.out.method(self.id, AMQPClass::Basic(m));
+    }
+
+    /// Routes a fully received message into its queues.
+    pub(super) async fn publish(&mut self, ctx: &mut ConnCtx, done: Complete) -> AmqpResult<()> {
+        let Complete {
+            publish,
+            header,
+            body,
+        } = done;
+        let during = |e: AmqpError| e.during(60, 40);
+        if let Some(user_id) = &header.summary.user_id {
+            if user_id.as_str() != ctx.user {
+                return Err(during(AmqpError::precondition_failed(format_args!(
+                    "user_id property set to '{user_id}' but authenticated user was '{}'",
+                    ctx.user
+                ))));
+            }
+        }
+        let message = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties: header.properties,
+            summary: header.summary,
+            body,
+        });
+        self.routed.clear();
+        {
+            // The snapshot guard is dropped before any `.await` below.
+            let topology = ctx.vhost.topology();
+            let exchange_name = message.exchange.as_str();
+            let exchange = topology
+                .exchanges
+                .get(exchange_name)
+                .ok_or_else(|| during(AmqpError::no_exchange(exchange_name, &ctx.vhost.name)))?;
+            if exchange.internal {
+                return Err(during(AmqpError::access_refused(format_args!(
+                    "cannot publish to internal exchange '{exchange_name}' in vhost '{}'",
+                    ctx.vhost.name
+                ))));
+            }
+            let headers = if message.summary.has_headers
+                && exchange.kind == crate::exchange::ExchangeKind::Headers
+            {
+                message.headers()
+            } else {
+                None
+            };
+            topology.route(
+                exchange,
+                message.routing_key.as_str(),
+                headers.as_ref(),
+                &mut self.routed,
+            );
+        }
+        if self.routed.is_empty() {
+            if publish.mandatory {
+                codec::encode_return(
+                    &mut ctx.out.buf,
+                    self.id,
+                    312,
+                    "NO_ROUTE",
+                    message.exchange.as_str(),
+                    message.routing_key.as_str(),
+                );
+                ctx.out.content(self.id, &message);
+            }
+        } else {
+            for q in self.routed.drain(..) {
+                // A queue deleted since the snapshot was taken simply drops the message.
+                let _ = q.send(QueueCmd::Publish(message.clone())).await;
+            }
+        }
+        if let Some(c) = &mut self.confirm {
+            c.published += 1;
+            ctx.confirms_pending = true;
+        }
+        Ok(())
+    }
+
+    pub(super) fn qos(&mut self, _ctx: &mut ConnCtx, q: Qos) -> AmqpResult<()> {
+        if q.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format_args!(
+                "prefetch_size!=0 ({})",
+                q.prefetch_size
+            ))
+            .during(60, 10));
+        }
+        if q.global {
+            self.credit.set_limit(u32::from(q.prefetch_count));
+            // A raised limit may unblock queues waiting on this channel's credit.
+            for c in self.consumers.values() {
+                c.queue.hint(QueueCmd::Wake);
+            }
+        } else {
+            self.consumer_prefetch = u32::from(q.prefetch_count);
+        }
+        _ctx.out.method(
+            self.id,
+            AMQPClass::Basic(AMQPMethod::QosOk(amqp_basic::QosOk {})),
+        );
+        Ok(())
+    }
+
+    async fn consume(&mut self, ctx: &mut ConnCtx, c: amqp_basic::Consume) -> AmqpResult<()> {
+        let queue_name = self.queue_name(c.queue.as_str())?;
+        let queue = ctx.vhost.queue(&queue_name, ctx.id)?;
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            crate::names::generate("amq.ctag-")
+        } else {
+            c.consumer_tag.as_str().to_string()
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format_args!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let short_tag = ShortStr::from_string(tag.clone())
+            .ok_or_else(|| AmqpError::syntax_error("consumer tag longer than 255 bytes"))?;
+        let shared = Arc::new(ConsumerShared {
+            tag: short_tag,
+            channel: self.id,
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            prefetch: self.consumer_prefetch,
+            unacked: AtomicU32::new(0),
+            pending: AtomicU32::new(0),
+            channel_credit: self.credit.clone(),
+        });
+        let registered = queue
+            .request(|reply| QueueCmd::Consume {
+                consumer: shared.clone(),
+                conn: ctx.handle.clone(),
+                reply,
+            })
+            .await
+            .map_err(|QueueGone| AmqpError::no_queue(&queue_name, &ctx.vhost.name))?;
+        registered?;
+        self.consumers
+            .insert(tag.clone(), ConsumerEntry { shared, queue });
+        if !c.nowait {
+            // Encoded before this task reads any delivery for the consumer from its mailbox,
+            // so consume-ok always precedes the first basic.deliver.
+            self.send_basic(
+                ctx,
+                AMQPMethod::ConsumeOk(amqp_basic::ConsumeOk {
+                    consumer_tag: short(&tag),
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, tag: &str) {
+        if let Some(c) = self.consumers.remove(tag) {
+            let _ = c.queue.send(QueueCmd::Cancel { consumer: c.shared }).await;
+        }
+    }
+
+    async fn get(&mut self, ctx: &mut ConnCtx, queue: &str, no_ack: bool) -> AmqpResult<()> {
+        let queue_name = self.queue_name(queue)?;
+        let queue = ctx.vhost.queue(&queue_name, ctx.id)?;
+        let reply = queue
+            .request(|reply| QueueCmd::Get { no_ack, reply })
+            .await
+            .map_err(|QueueGone| AmqpError::no_queue(&queue_name, &ctx.vhost.name))?;
+        let Some(got) = reply else {
+            self.send_basic(ctx, AMQPMethod::GetEmpty(amqp_basic::GetEmpty {}));
+            return Ok(());
+        };
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        codec::encode_get_ok(
+            &mut ctx.out.buf,
+            self.id,
+            tag,
+            got.redelivered,
+            got.message.exchange.as_str(),
+            got.message.routing_key.as_str(),
+            got.remaining,
+        );
+        ctx.out.content(self.id, &got.message);
+        if !no_ack {
+            self.unacked.push(
+                tag,
+                Unacked {
+                    queue,
+                    msg_id: got.msg_id,
+                    consumer: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the unacked entries an ack/nack/reject names: one tag, or with `multiple` every
+    /// tag up to it (0 = all). An unknown tag is a 406 channel error.
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        let unknown = || AmqpError::precondition_failed(format_args!("unknown delivery tag {tag}"));
+        if multiple {
+            if tag == 0 {
+                return Ok(self.unacked.drain_all());
+            }
+            if !self.unacked.contains(tag) {
+                return Err(unknown());
+            }
+            Ok(self.unacked.remove_up_to(tag))
+        } else {
+            self.unacked
+                .remove(tag)
+                .map(|e| vec![e])
+                .ok_or_else(unknown)
+        }
+    }
+
+    pub(super) async fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+        let entries = self
+            .take_unacked(tag, multiple)
+            .map_err(|e| e.during(60, 80))?;
+        self.settle(&entries);
+        for (queue, ids) in group_by_queue(entries) {
+            let _ = queue.send(QueueCmd::Ack(ids)).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn reject(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+        method_id: u16,
+    ) -> AmqpResult<()> {
+        let entries = self
+            .take_unacked(tag, multiple)
+            .map_err(|e| e.during(60, method_id))?;
+        self.settle(&entries);
+        for (queue, ids) in group_by_queue(entries) {
+            let cmd = if requeue {
+                QueueCmd::Requeue {
+                    ids,
+                    delivered: true,
+                }
+            } else {
+                QueueCmd::Discard(ids)
+            };
+            let _ = queue.send(cmd).await;
+        }
+        Ok(())
+    }
+
+    async fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            // rabbitmq-compat: RabbitMQ does not implement recover with requeue=false.
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let entries = self.unacked.drain_all();
+        self.settle(&entries);
+        for (queue, ids) in group_by_queue(entries) {
+            let _ = queue
+                .send(QueueCmd::Requeue {
+                    ids,
+                    delivered: true,
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// An empty queue name means "the last queue declared on this channel".
+    pub(super) fn queue_name(&self, name: &str) -> AmqpResult<String> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+}

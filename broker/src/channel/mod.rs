@@ -1,0 +1,347 @@
+//! A channel: plain state inside its connection task. It assembles publishes, routes them
+//! through the vhost snapshot into queue mailboxes, tracks consumers, prefetch credit and
+//! unacked deliveries, and counts publisher confirms. One file per AMQP class holds the
+//! method handlers (`basic.rs`, `queue.rs`, `exchange.rs`).
+
+pub mod assembler;
+mod basic;
+mod exchange;
+mod queue;
+pub mod unacked;
+
+use crate::connection::frame::{ChannelId, Frame};
+use crate::connection::handle::Delivery;
+use crate::connection::ConnCtx;
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::consumer::{ChannelCredit, ConsumerShared};
+use crate::queue::{QueueCmd, QueueRef};
+use amq_protocol::protocol::{basic as amqp_basic, channel as amqp_channel, AMQPClass};
+use assembler::Assembler;
+use std::collections::HashMap;
+use std::sync::Arc;
+use unacked::{group_by_queue, Unacked, UnackedSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelState {
+    Open,
+    /// The broker sent channel.close and waits for close-ok; every other frame is ignored.
+    Closing,
+}
+
+/// What the connection should do with the channel after a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Keep,
+    /// The channel is finished (close or close-ok handled): remove it.
+    Remove,
+}
+
+struct ConsumerEntry {
+    shared: Arc<ConsumerShared>,
+    queue: QueueRef,
+}
+
+pub struct Channel {
+    pub id: ChannelId,
+    pub state: ChannelState,
+    assembler: Assembler,
+    next_delivery_tag: u64,
+    unacked: UnackedSet,
+    consumers: HashMap<String, ConsumerEntry>,
+    /// basic.qos global=false: prefetch given to consumers created from now on.
+    consumer_prefetch: u32,
+    /// basic.qos global=true: shared by all consumers of this channel.
+    credit: Arc<ChannelCredit>,
+    /// Publisher confirms: the sequence number of the last publish, and the last one acked.
+    confirm: Option<Confirms>,
+    /// The queue named by the last queue.declare, used when a later method names queue "".
+    last_queue: Option<String>,
+    /// Scratch space for routing results, reused across publishes.
+    routed: Vec<QueueRef>,
+}
+
+#[derive(Debug, Default)]
+struct Confirms {
+    published: u64,
+    confirmed: u64,
+}
+
+impl Channel {
+    pub fn new(id: ChannelId) -> Self {
+        Channel {
+            id,
+            state: ChannelState::Open,
+            assembler: Assembler::default(),
+            next_delivery_tag: 1,
+            unacked: UnackedSet::default(),
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            credit: Arc::new(ChannelCredit::default()),
+            confirm: None,
+            last_queue: None,
+            routed: Vec::new(),
+        }
+    }
+
+    /// Handles one frame for this (open) channel. Errors are returned to the connection, which
+    /// closes the channel or the connection according to their scope.
+    pub async fn handle(&mut self, ctx: &mut ConnCtx, frame: Frame) -> AmqpResult<Outcome> {
+        match frame {
+            Frame::Header(_, header) => {
+                if let Some(done) = self.assembler.header(header, ctx.max_message_size)? {
+                    self.publish(ctx, done).await?;
+                }
+                return Ok(Outcome::Keep);
+            }
+            Frame::Body(_, chunk) => {
+                if let Some(done) = self.assembler.body(chunk)? {
+                    self.publish(ctx, done).await?;
+                }
+                return Ok(Outcome::Keep);
+            }
+            _ if !self.assembler.is_idle() => return Err(self.assembler.method_while_busy()),
+            _ => {}
+        }
+        match frame {
+            Frame::Publish(_, p) => {
+                if p.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
+                }
+                self.assembler.start(p);
+            }
+            Frame::Ack(_, a) => self.ack(a.delivery_tag, a.multiple).await?,
+            Frame::Nack(_, n) => {
+                self.reject(n.delivery_tag, n.multiple, n.requeue, 120)
+                    .await?
+            }
+            Frame::Reject(_, r) => self.reject(r.delivery_tag, false, r.requeue, 90).await?,
+            Frame::Qos(_, q) => self.qos(ctx, q)?,
+            Frame::Method(_, method) => return self.method(ctx, *method).await,
+            Frame::Heartbeat(_) | Frame::Header(..) | Frame::Body(..) => {
+                return Err(AmqpError::unexpected_frame("unexpected frame on a channel"))
+            }
+        }
+        Ok(Outcome::Keep)
+    }
+
+    async fn method(&mut self, ctx: &mut ConnCtx, method: AMQPClass) -> AmqpResult<Outcome> {
+        let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        let result = match method {
+            AMQPClass::Channel(m) => return self.channel_method(ctx, m).await,
+            AMQPClass::Basic(m) => self.basic_method(ctx, m).await,
+            AMQPClass::Queue(m) => self.queue_method(ctx, m).await,
+            AMQPClass::Exchange(m) => self.exchange_method(ctx, m),
+            AMQPClass::Confirm(amq_protocol::protocol::confirm::AMQPMethod::Select(s)) => {
+                self.confirm_select(ctx, s.nowait)
+            }
+            AMQPClass::Tx(amq_protocol::protocol::tx::AMQPMethod::Select(_)) => {
+                if self.confirm.is_some() {
+                    Err(AmqpError::precondition_failed(
+                        "cannot switch from confirm to tx mode",
+                    ))
+                } else {
+                    Err(AmqpError::not_implemented(
+                        "transactions (tx.select) are not supported yet",
+                    ))
+                }
+            }
+            AMQPClass::Access(_) => Err(AmqpError::command_invalid(
+                "access.request is obsolete and not supported",
+            )),
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid(
+                "connection class methods are only valid on channel 0",
+            )),
+            _ => Err(AmqpError::command_invalid(format_args!(
+                "unexpected method (class {class_id}, method {method_id}) from the client"
+            ))),
+        };
+        result.map_err(|e| e.during(class_id, method_id))?;
+        Ok(Outcome::Keep)
+    }
+
+    async fn channel_method(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: amqp_channel::AMQPMethod,
+    ) -> AmqpResult<Outcome> {
+        match m {
+            amqp_channel::AMQPMethod::Open(_) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen").during(20, 10))
+            }
+            amqp_channel::AMQPMethod::Close(_) => {
+                self.release(ctx).await;
+                ctx.out.method(
+                    self.id,
+                    AMQPClass::Channel(amqp_channel::AMQPMethod::CloseOk(amqp_channel::CloseOk {})),
+                );
+                Ok(Outcome::Remove)
+            }
+            amqp_channel::AMQPMethod::CloseOk(_) => Err(AmqpError::command_invalid(
+                "channel.close-ok without a channel.close",
+            )
+            .during(20, 41)),
+            amqp_channel::AMQPMethod::Flow(f) => {
+                if !f.active {
+                    // rabbitmq-compat: RabbitMQ refuses channel.flow(active=false) too.
+                    return Err(AmqpError::not_implemented("active=false").during(20, 20));
+                }
+                ctx.out.method(
+                    self.id,
+                    AMQPClass::Channel(amqp_channel::AMQPMethod::FlowOk(amqp_channel::FlowOk {
+                        active: true,
+                    })),
+                );
+                Ok(Outcome::Keep)
+            }
+            amqp_channel::AMQPMethod::OpenOk(_) | amqp_channel::AMQPMethod::FlowOk(_) => Err(
+                AmqpError::command_invalid("unexpected channel method from the client"),
+            ),
+        }
+    }
+
+    fn confirm_select(&mut self, ctx: &mut ConnCtx, nowait: bool) -> AmqpResult<()> {
+        if self.confirm.is_none() {
+            self.confirm = Some(Confirms::default());
+        }
+        if !nowait {
+            ctx.out.method(
+                self.id,
+                AMQPClass::Confirm(amq_protocol::protocol::confirm::AMQPMethod::SelectOk(
+                    amq_protocol::protocol::confirm::SelectOk {},
+                )),
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends basic.ack for every publish confirmed since the last flush, as one `multiple`
+    /// ack when there are several. Called once per batch of frames read.
+    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
+        if let Some(c) = &mut self.confirm {
+            if c.published > c.confirmed {
+                let multiple = c.published - c.confirmed > 1;
+                crate::connection::codec::encode_ack(
+                    &mut ctx.out.buf,
+                    self.id,
+                    c.published,
+                    multiple,
+                );
+                c.confirmed = c.published;
+            }
+        }
+    }
+
+    /// Writes a delivery from a queue, or gives it back if its consumer is gone.
+    pub async fn deliver(&mut self, ctx: &mut ConnCtx, d: Delivery) {
+        let live = self.state == ChannelState::Open
+            && self
+                .consumers
+                .get(d.consumer.tag.as_str())
+                .is_some_and(|c| Arc::ptr_eq(&c.shared, &d.consumer));
+        if !live {
+            return_undelivered(d).await;
+            return;
+        }
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        crate::connection::codec::encode_deliver(
+            &mut ctx.out.buf,
+            self.id,
+            d.consumer.tag.as_str(),
+            tag,
+            d.redelivered,
+            d.message.exchange.as_str(),
+            d.message.routing_key.as_str(),
+        );
+        ctx.out.content(self.id, &d.message);
+        if d.consumer.delivery_written() {
+            d.queue.hint(QueueCmd::Wake);
+        }
+        if !d.consumer.no_ack {
+            self.unacked.push(
+                tag,
+                Unacked {
+                    queue: d.queue,
+                    msg_id: d.msg_id,
+                    consumer: Some(d.consumer),
+                },
+            );
+        }
+    }
+
+    /// The queue was deleted under one of our consumers.
+    pub fn consumer_cancelled(&mut self, ctx: &mut ConnCtx, consumer: Arc<ConsumerShared>) {
+        let tag = consumer.tag.as_str();
+        let ours = self
+            .consumers
+            .get(tag)
+            .is_some_and(|c| Arc::ptr_eq(&c.shared, &consumer));
+        if !ours {
+            return;
+        }
+        self.consumers.remove(tag);
+        if ctx.caps.consumer_cancel_notify && self.state == ChannelState::Open {
+            ctx.out.method(
+                self.id,
+                AMQPClass::Basic(amqp_basic::AMQPMethod::Cancel(amqp_basic::Cancel {
+                    consumer_tag: crate::connection::outbound::short(tag),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    /// The channel is going away (closed by either side, or its connection ended): cancel its
+    /// consumers, then return every unacked message to its queue marked redelivered.
+    pub async fn release(&mut self, _ctx: &mut ConnCtx) {
+        self.assembler.reset();
+        for (_, c) in self.consumers.drain() {
+            let _ = c.queue.send(QueueCmd::Cancel { consumer: c.shared }).await;
+        }
+        let entries = self.unacked.drain_all();
+        for (queue, ids) in group_by_queue(entries) {
+            let _ = queue
+                .send(QueueCmd::Requeue {
+                    ids,
+                    delivered: true,
+                })
+                .await;
+        }
+    }
+
+    /// Settles consumer credit for entries leaving the unacked set; wakes the channel's
+    /// queues when the channel-wide prefetch was exhausted.
+    fn settle(&self, entries: &[Unacked]) {
+        let mut wake = false;
+        for e in entries {
+            if let Some(c) = &e.consumer {
+                wake |= c.settle();
+            }
+        }
+        if wake {
+            for c in self.consumers.values() {
+                c.queue.hint(QueueCmd::Wake);
+            }
+        }
+    }
+}
+
+/// A delivery whose consumer or channel is gone before it was written: back to its queue,
+/// not marked redelivered (the client never saw it).
+pub async fn return_undelivered(d: Delivery) {
+    d.consumer.delivery_written();
+    let cmd = if d.consumer.no_ack {
+        QueueCmd::Restore(crate::queue::messages::Entry {
+            id: d.msg_id,
+            message: d.message,
+            redelivered: d.redelivered,
+        })
+    } else {
+        d.consumer.settle();
+        QueueCmd::Requeue {
+            ids: vec![d.msg_id],
+            delivered: false,
+        }
+    };
+    let _ = d.queue.send(cmd).await;
+}

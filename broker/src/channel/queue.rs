@@ -1,0 +1,161 @@
+//! queue.* methods: declare, bind, unbind, purge, delete.
+
+use super::Channel;
+use crate::connection::outbound::short;
+use crate::connection::ConnCtx;
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::{QueueCmd, QueueGone, QueueStats};
+use crate::vhost::QueueDeclare;
+use amq_protocol::protocol::queue::{self as amqp_queue, AMQPMethod};
+use amq_protocol::protocol::AMQPClass;
+
+impl Channel {
+    pub(super) async fn queue_method(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: AMQPMethod,
+    ) -> AmqpResult<()> {
+        match m {
+            AMQPMethod::Declare(d) => self.queue_declare(ctx, d).await,
+            AMQPMethod::Bind(b) => {
+                let queue = self.queue_name(b.queue.as_str())?;
+                let routing_key = shortcut_routing_key(&b.queue, &b.routing_key, &queue);
+                ctx.vhost.bind_queue(
+                    &queue,
+                    b.exchange.as_str(),
+                    routing_key,
+                    &b.arguments,
+                    ctx.id,
+                )?;
+                if !b.nowait {
+                    self.send_queue(ctx, AMQPMethod::BindOk(amqp_queue::BindOk {}));
+                }
+                Ok(())
+            }
+            AMQPMethod::Unbind(u) => {
+                let queue = self.queue_name(u.queue.as_str())?;
+                let routing_key = shortcut_routing_key(&u.queue, &u.routing_key, &queue);
+                ctx.vhost.unbind_queue(
+                    &queue,
+                    u.exchange.as_str(),
+                    routing_key,
+                    &u.arguments,
+                    ctx.id,
+                )?;
+                self.send_queue(ctx, AMQPMethod::UnbindOk(amqp_queue::UnbindOk {}));
+                Ok(())
+            }
+            AMQPMethod::Purge(p) => {
+                let name = self.queue_name(p.queue.as_str())?;
+                let queue = ctx.vhost.queue(&name, ctx.id)?;
+                let count = queue
+                    .request(|reply| QueueCmd::Purge { reply })
+                    .await
+                    .map_err(|QueueGone| AmqpError::no_queue(&name, &ctx.vhost.name))?;
+                if !p.nowait {
+                    self.send_queue(
+                        ctx,
+                        AMQPMethod::PurgeOk(amqp_queue::PurgeOk {
+                            message_count: count,
+                        }),
+                    );
+                }
+                Ok(())
+            }
+            AMQPMethod::Delete(d) => {
+                let name = self.queue_name(d.queue.as_str())?;
+                let count = match ctx.vhost.queue(&name, ctx.id) {
+                    Ok(queue) => {
+                        let result = queue
+                            .request(|reply| QueueCmd::Delete {
+                                if_unused: d.if_unused,
+                                if_empty: d.if_empty,
+                                reply,
+                            })
+                            .await;
+                        // A queue that stopped meanwhile was deleted by someone else: 0.
+                        let count = result.unwrap_or(Ok(0))?;
+                        ctx.vhost.forget_queue(&queue);
+                        ctx.exclusive_queues.retain(|q| *q != queue);
+                        count
+                    }
+                    // rabbitmq-compat: deleting a queue that does not exist succeeds.
+                    Err(e) if e.code == crate::error::ReplyCode::NotFound => 0,
+                    Err(e) => return Err(e),
+                };
+                if !d.nowait {
+                    self.send_queue(
+                        ctx,
+                        AMQPMethod::DeleteOk(amqp_queue::DeleteOk {
+                            message_count: count,
+                        }),
+                    );
+                }
+                Ok(())
+            }
+            _ => Err(AmqpError::command_invalid(
+                "unexpected queue method from the client",
+            )),
+        }
+    }
+
+    fn send_queue(&self, ctx: &mut ConnCtx, m: AMQPMethod) {
+        ctx.out.method(self.id, AMQPClass::Queue(m));
+    }
+
+    async fn queue_declare(&mut self, ctx: &mut ConnCtx, d: amqp_queue::Declare) -> AmqpResult<()> {
+        let server_named = d.queue.as_str().is_empty() && !d.passive;
+        let name = if server_named {
+            crate::names::generate("amq.gen-")
+        } else {
+            self.queue_name(d.queue.as_str())?
+        };
+        let req = QueueDeclare {
+            name: name.clone(),
+            passive: d.passive,
+            durable: d.durable,
+            exclusive: d.exclusive,
+            auto_delete: d.auto_delete,
+            arguments: d.arguments,
+            server_named,
+        };
+        let (queue, created) = ctx.vhost.declare_queue(&req, ctx.id)?;
+        if created && queue.is_exclusive() {
+            ctx.exclusive_queues.push(queue.clone());
+        }
+        let stats = if created {
+            QueueStats::default()
+        } else {
+            queue
+                .request(|reply| QueueCmd::Stats { reply })
+                .await
+                .map_err(|QueueGone| AmqpError::no_queue(&name, &ctx.vhost.name))?
+        };
+        self.last_queue = Some(name.clone());
+        if !d.nowait {
+            self.send_queue(
+                ctx,
+                AMQPMethod::DeclareOk(amqp_queue::DeclareOk {
+                    queue: short(&name),
+                    message_count: stats.messages,
+                    consumer_count: stats.consumers,
+                }),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// rabbitmq-compat: a bind/unbind naming neither queue nor routing key uses the channel's last
+/// declared queue for both (`expand_routing_key_shortcut` in rabbit_channel.erl).
+fn shortcut_routing_key<'a>(
+    queue_field: &amq_protocol::types::ShortString,
+    routing_key: &'a amq_protocol::types::ShortString,
+    resolved_queue: &'a str,
+) -> &'a str {
+    if queue_field.as_str().is_empty() && routing_key.as_str().is_empty() {
+        resolved_queue
+    } else {
+        routing_key.as_str()
+    }
+}

@@ -1,0 +1,100 @@
+//! A channel's unacked deliveries, by delivery tag. Pure.
+//!
+//! Tags are handed out in increasing order, so entries live in a deque sorted by tag: acks of
+//! the oldest delivery (the common case) pop the front, and any other tag is found by binary
+//! search and left as a tombstone until the front catches up (compacted if tombstones pile up).
+
+use crate::queue::consumer::ConsumerShared;
+use crate::queue::QueueRef;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct Unacked {
+    pub queue: QueueRef,
+    pub msg_id: u64,
+    /// The consumer whose credit the delivery holds; `None` for basic.get.
+    pub consumer: Option<Arc<ConsumerShared>>,
+}
+
+#[derive(Debug, Default)]
+pub struct UnackedSet {
+    entries: VecDeque<(u64, Option<Unacked>)>,
+    live: usize,
+}
+
+impl UnackedSet {
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Records a delivery; `tag` must be greater than every tag pushed before.
+    pub fn push(&mut self, tag: u64, entry: Unacked) {
+        self.entries.push_back((tag, Some(entry)));
+        self.live += 1;
+    }
+
+    pub fn contains(&self, tag: u64) -> bool {
+        self.position(tag)
+            .is_some_and(|i| self.entries.get(i).is_some_and(|(_, e)| e.is_some()))
+    }
+
+    fn position(&self, tag: u64) -> Option<usize> {
+        self.entries.binary_search_by_key(&tag, |(t, _)| *t).ok()
+    }
+
+    pub fn remove(&mut self, tag: u64) -> Option<Unacked> {
+        let i = self.position(tag)?;
+        let entry = self.entries.get_mut(i)?.1.take()?;
+        self.live -= 1;
+        self.trim();
+        Some(entry)
+    }
+
+    /// Removes every entry with a tag up to and including `tag`, oldest first.
+    pub fn remove_up_to(&mut self, tag: u64) -> Vec<Unacked> {
+        let mut out = Vec::new();
+        while let Some((t, _)) = self.entries.front() {
+            if *t > tag {
+                break;
+            }
+            if let Some((_, Some(e))) = self.entries.pop_front() {
+                out.push(e);
+            }
+        }
+        self.live -= out.len();
+        out
+    }
+
+    /// Removes everything, oldest first.
+    pub fn drain_all(&mut self) -> Vec<Unacked> {
+        self.live = 0;
+        self.entries.drain(..).filter_map(|(_, e)| e).collect()
+    }
+
+    fn trim(&mut self) {
+        while matches!(self.entries.front(), Some((_, None))) {
+            self.entries.pop_front();
+        }
+        if self.entries.len() > 64 && self.entries.len() > 2 * self.live {
+            self.entries.retain(|(_, e)| e.is_some());
+        }
+    }
+}
+
+/// Groups message ids by queue, keeping each queue's ids in delivery order. Most channels
+/// consume from one or a few queues, so a linear scan beats a hash map here.
+pub fn group_by_queue(entries: Vec<Unacked>) -> Vec<(QueueRef, Vec<u64>)> {
+    let mut groups: Vec<(QueueRef, Vec<u64>)> = Vec::new();
+    for e in entries {
+        match groups.iter_mut().find(|(q, _)| *q == e.queue) {
+            Some((_, ids)) => ids.push(e.msg_id),
+            None => groups.push((e.queue, vec![e.msg_id])),
+        }
+    }
+    groups
+}

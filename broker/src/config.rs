@@ -1,0 +1,40 @@
+//! Broker configuration: what `warren`'s flags set, with RabbitMQ's defaults.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Largest message body accepted; larger publishes close the channel with 406.
+    pub max_message_size: u64,
+    /// Offered in connection.tune; never below 8192 (lapin raises anything lower to 8192).
+    pub frame_max: u32,
+    pub channel_max: u16,
+    /// Offered heartbeat interval; the client's lower value (or 0) wins.
+    pub heartbeat: Duration,
+    /// How long a client has to finish the handshake before its socket is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 5672,
+            data_dir: PathBuf::from("./data"),
+            // rabbitmq-compat: RabbitMQ 4 defaults max_message_size to 16 MiB.
+            max_message_size: 16 * 1024 * 1024,
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The smallest frame_max AMQP allows (spec constant FRAME-MIN-SIZE).
+pub const FRAME_MIN_SIZE: u32 = 8192;

@@ -1,0 +1,466 @@
+//! A client connection: one task that reads and handles frames and owns the connection's
+//! channels, plus a writer task (`writer.rs`) that owns the socket's write half.
+//!
+//! The task's loop waits on: the socket (frames in), its mailbox (deliveries from queues),
+//! room in the writer's queue (frames out), the heartbeat check and broker shutdown. Frames
+//! read in one go are handled in order; confirms and outbound frames are flushed once per batch.
+
+pub mod codec;
+pub mod frame;
+pub mod handle;
+mod handshake;
+pub mod outbound;
+pub mod properties;
+mod writer;
+
+use crate::channel::{return_undelivered, Channel, ChannelState, Outcome};
+use crate::error::{AmqpError, AmqpResult, Scope};
+use crate::queue::{QueueCmd, QueueRef};
+use crate::server::BrokerShared;
+use crate::vhost::VHost;
+use amq_protocol::protocol::{channel as amqp_channel, connection, AMQPClass};
+use bytes::{Bytes, BytesMut};
+use codec::{DecodeError, FrameDecoder};
+use frame::{ChannelId, Frame};
+use handle::{ConnHandle, ConnMsg};
+pub use handshake::ClientCaps;
+use outbound::Outbound;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+/// Outbound bytes held by the connection task before it stops taking deliveries.
+const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// Mailbox messages handled per wake-up.
+const INBOX_BATCH: usize = 256;
+/// How long the broker waits for close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The connection-wide state channel handlers need.
+pub struct ConnCtx {
+    pub id: u64,
+    pub handle: ConnHandle,
+    pub vhost: Arc<VHost>,
+    pub user: String,
+    pub max_message_size: u64,
+    pub caps: ClientCaps,
+    pub out: Outbound,
+    /// Exclusive queues this connection declared: deleted when it closes.
+    pub exclusive_queues: Vec<QueueRef>,
+    /// Set when a channel counted a publish in confirm mode since the last flush.
+    pub confirms_pending: bool,
+}
+
+struct Connection {
+    ctx: ConnCtx,
+    channels: HashMap<ChannelId, Channel>,
+    channel_max: u16,
+    heartbeat: Duration,
+    last_read: Instant,
+    /// Set once the broker has sent connection.close: only close-ok (or close) matters now.
+    closing_since: Option<Instant>,
+    done: bool,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<BrokerShared>,
+    shutdown: CancellationToken,
+) {
+    let id = broker.next_connection_id();
+    let span = tracing::info_span!("conn", id, %peer, user = tracing::field::Empty, vhost = tracing::field::Empty);
+    serve_inner(stream, peer, broker, shutdown, id)
+        .instrument(span)
+        .await
+}
+
+async fn serve_inner(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<BrokerShared>,
+    shutdown: CancellationToken,
+    id: u64,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut decoder = FrameDecoder::new(broker.config.frame_max.max(crate::config::FRAME_MIN_SIZE));
+    let mut out = Outbound::new(broker.config.frame_max);
+    let mut io = handshake::Io {
+        reader: &mut reader,
+        writer: &mut writer,
+        rbuf: &mut rbuf,
+        decoder: &mut decoder,
+        out: &mut out,
+    };
+    let negotiated = tokio::select! {
+        r = handshake::run(&mut io, &broker, peer) => r,
+        _ = tokio::time::sleep(broker.config.handshake_timeout) => {
+            debug!("handshake timed out");
+            return;
+        }
+        _ = shutdown.cancelled() => return,
+    };
+    let negotiated = match negotiated {
+        Ok(n) => n,
+        Err(handshake::HandshakeError::Gone) => return,
+        Err(handshake::HandshakeError::Close(e)) => {
+            info!(code = e.code.code(), text = %e.text, "closing connection during handshake");
+            io.out.connection_close(&e);
+            let _ = io.flush().await;
+            // Give the client a moment to answer close-ok; we are done either way.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let mut scratch = [0u8; 512];
+                while matches!(io.reader.read(&mut scratch).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            return;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("user", negotiated.user.name.as_str());
+    span.record("vhost", negotiated.vhost.name.as_str());
+    info!(client = %negotiated.client_name, "connection opened");
+
+    let (handle, inbox) = ConnHandle::new(id);
+    let (writer_tx, writer_rx) = mpsc::channel::<Bytes>(writer::QUEUED_BUFFERS);
+    let writer_task =
+        tokio::spawn(writer::run(writer, writer_rx, negotiated.heartbeat).in_current_span());
+    let mut conn = Connection {
+        ctx: ConnCtx {
+            id,
+            handle,
+            vhost: negotiated.vhost,
+            user: negotiated.user.name,
+            max_message_size: broker.config.max_message_size,
+            caps: negotiated.caps,
+            out,
+            exclusive_queues: Vec::new(),
+            confirms_pending: false,
+        },
+        channels: HashMap::new(),
+        channel_max: negotiated.channel_max,
+        heartbeat: negotiated.heartbeat,
+        last_read: Instant::now(),
+        closing_since: None,
+        done: false,
+    };
+    conn.run(reader, rbuf, decoder, inbox, &writer_tx, shutdown)
+        .await;
+    conn.finish(&writer_tx).await;
+    drop(writer_tx);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer_task).await;
+    info!("connection closed");
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut reader: OwnedReadHalf,
+        mut rbuf: BytesMut,
+        mut decoder: FrameDecoder,
+        mut inbox: mpsc::UnboundedReceiver<ConnMsg>,
+        writer_tx: &mpsc::Sender<Bytes>,
+        shutdown: CancellationToken,
+    ) {
+        let mut msgs = Vec::with_capacity(INBOX_BATCH);
+        let check_every = if self.heartbeat.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            self.heartbeat
+        };
+        let mut heartbeat_check = tokio::time::interval(check_every);
+        heartbeat_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.done {
+            let closing_deadline = self.closing_since.map(|t| t + CLOSE_TIMEOUT);
+            tokio::select! {
+                biased;
+                permit = writer_tx.reserve(), if !self.ctx.out.is_empty() => {
+                    match permit {
+                        Ok(p) => p.send(self.ctx.out.buf.split().freeze()),
+                        Err(_) => break, // the writer is gone: the socket failed
+                    }
+                }
+                _ = shutdown.cancelled(), if self.closing_since.is_none() => {
+                    let e = AmqpError::new(
+                        crate::error::ReplyCode::ConnectionForced,
+                        "broker forced connection closure with reason 'shutdown'",
+                    );
+                    self.close_connection(&e).await;
+                }
+                read = reader.read_buf(&mut rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    self.last_read = Instant::now();
+                    if let Err(e) = self.handle_input(&mut rbuf, &mut decoder).await {
+                        self.close_connection(&e).await;
+                    }
+                }
+                n = inbox.recv_many(&mut msgs, INBOX_BATCH), if self.ctx.out.len() < OUT_HIGH_WATER => {
+                    if n == 0 {
+                        break;
+                    }
+                    for msg in msgs.drain(..) {
+                        self.on_conn_msg(msg).await;
+                    }
+                }
+                _ = heartbeat_check.tick(), if !self.heartbeat.is_zero() => {
+                    if self.last_read.elapsed() > self.heartbeat * 2 {
+                        warn!(timeout = ?self.heartbeat * 2, "missed heartbeats from client, closing");
+                        break;
+                    }
+                }
+                _ = sleep_until_opt(closing_deadline), if closing_deadline.is_some() => {
+                    debug!("no close-ok from client in time");
+                    break;
+                }
+            }
+            if !self.ctx.out.is_empty() {
+                if let Ok(p) = writer_tx.try_reserve() {
+                    p.send(self.ctx.out.buf.split().freeze());
+                }
+            }
+        }
+        // Deliveries still in the mailbox never reached the client: give them back.
+        inbox.close();
+        while let Ok(msg) = inbox.try_recv() {
+            if let ConnMsg::Deliver(d) = msg {
+                return_undelivered(d).await;
+            }
+        }
+    }
+
+    /// Decodes and handles every complete frame in the read buffer.
+    async fn handle_input(
+        &mut self,
+        rbuf: &mut BytesMut,
+        decoder: &mut FrameDecoder,
+    ) -> AmqpResult<()> {
+        loop {
+            let frame = match decoder.decode(rbuf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(DecodeError::Protocol(e)) => return Err(e),
+                Err(DecodeError::Io(e)) => {
+                    return Err(AmqpError::internal_error(format_args!("read failed: {e}")))
+                }
+            };
+            self.on_frame(frame).await?;
+            if self.done {
+                return Ok(());
+            }
+        }
+        if self.ctx.confirms_pending {
+            self.ctx.confirms_pending = false;
+            for ch in self.channels.values_mut() {
+                ch.flush_confirms(&mut self.ctx);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> AmqpResult<()> {
+        if self.closing_since.is_some() {
+            // After connection.close only close-ok (or a crossing close) counts.
+            if let Frame::Method(0, m) = &frame {
+                match **m {
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => self.done = true,
+                    AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                        self.send_close_ok();
+                        self.done = true;
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        let channel = frame.channel();
+        if channel == 0 {
+            return self.on_channel_zero(frame);
+        }
+        if channel > self.channel_max {
+            return Err(AmqpError::channel_error(format_args!(
+                "channel {channel} exceeds channel_max {}",
+                self.channel_max
+            )));
+        }
+        let Connection { ctx, channels, .. } = self;
+        let Some(ch) = channels.get_mut(&channel) else {
+            return match frame {
+                Frame::Method(_, m)
+                    if matches!(*m, AMQPClass::Channel(amqp_channel::AMQPMethod::Open(_))) =>
+                {
+                    channels.insert(channel, Channel::new(channel));
+                    ctx.out.method(
+                        channel,
+                        AMQPClass::Channel(amqp_channel::AMQPMethod::OpenOk(
+                            amqp_channel::OpenOk {},
+                        )),
+                    );
+                    Ok(())
+                }
+                Frame::Method(_, m) => Err(AmqpError::channel_error("expected 'channel.open'")
+                    .during(m.get_amqp_class_id(), m.get_amqp_method_id())),
+                _ => Err(AmqpError::channel_error("expected 'channel.open'")),
+            };
+        };
+        if ch.state == ChannelState::Closing {
+            // We sent channel.close: everything but close/close-ok is dropped.
+            if let Frame::Method(_, m) = &frame {
+                match **m {
+                    AMQPClass::Channel(amqp_channel::AMQPMethod::CloseOk(_)) => {
+                        channels.remove(&channel);
+                    }
+                    AMQPClass::Channel(amqp_channel::AMQPMethod::Close(_)) => {
+                        ctx.out.method(
+                            channel,
+                            AMQPClass::Channel(amqp_channel::AMQPMethod::CloseOk(
+                                amqp_channel::CloseOk {},
+                            )),
+                        );
+                        channels.remove(&channel);
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        match ch.handle(ctx, frame).await {
+            Ok(Outcome::Keep) => Ok(()),
+            Ok(Outcome::Remove) => {
+                channels.remove(&channel);
+                Ok(())
+            }
+            Err(e) if e.scope() == Scope::Channel => {
+                info!(channel, code = e.code.code(), text = %e.text, "closing channel");
+                ctx.out.channel_close(channel, &e);
+                ch.state = ChannelState::Closing;
+                ch.release(ctx).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn on_channel_zero(&mut self, frame: Frame) -> AmqpResult<()> {
+        match frame {
+            Frame::Heartbeat(_) => Ok(()),
+            Frame::Method(_, m) => match *m {
+                AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                    debug!(code = c.reply_code, text = %c.reply_text, "client closed the connection");
+                    self.send_close_ok();
+                    self.done = true;
+                    Ok(())
+                }
+                AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Err(
+                    AmqpError::command_invalid("connection.close-ok without a connection.close")
+                        .during(10, 51),
+                ),
+                // Answered so that clients using it keep working; secrets are not used yet.
+                AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                    self.ctx.out.method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                            connection::UpdateSecretOk {},
+                        )),
+                    );
+                    Ok(())
+                }
+                other => Err(AmqpError::command_invalid(format_args!(
+                    "unexpected method on channel 0 (class {}, method {})",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                ))
+                .during(other.get_amqp_class_id(), other.get_amqp_method_id())),
+            },
+            _ => Err(AmqpError::unexpected_frame(
+                "content frames are not allowed on channel 0",
+            )),
+        }
+    }
+
+    fn send_close_ok(&mut self) {
+        self.ctx.out.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+        );
+    }
+
+    /// Sends connection.close and releases every channel; the loop then waits for close-ok.
+    async fn close_connection(&mut self, e: &AmqpError) {
+        if self.closing_since.is_some() {
+            return;
+        }
+        info!(code = e.code.code(), text = %e.text, "closing connection");
+        self.ctx.out.connection_close(e);
+        self.closing_since = Some(Instant::now());
+        self.release_channels().await;
+    }
+
+    async fn release_channels(&mut self) {
+        let Connection { ctx, channels, .. } = self;
+        for (_, mut ch) in channels.drain() {
+            ch.release(ctx).await;
+        }
+    }
+
+    async fn on_conn_msg(&mut self, msg: ConnMsg) {
+        match msg {
+            ConnMsg::Deliver(d) => {
+                let open = self.closing_since.is_none();
+                match self.channels.get_mut(&d.consumer.channel) {
+                    Some(ch) if open => ch.deliver(&mut self.ctx, d).await,
+                    _ => return_undelivered(d).await,
+                }
+            }
+            ConnMsg::ConsumerCancelled { consumer } => {
+                if let Some(ch) = self.channels.get_mut(&consumer.channel) {
+                    ch.consumer_cancelled(&mut self.ctx, consumer);
+                }
+            }
+        }
+    }
+
+    /// The connection is over: requeue what its channels held, delete its exclusive queues,
+    /// and hand the last frames (close-ok) to the writer.
+    async fn finish(&mut self, writer_tx: &mpsc::Sender<Bytes>) {
+        self.release_channels().await;
+        for q in std::mem::take(&mut self.ctx.exclusive_queues) {
+            let _ = q
+                .request(|reply| QueueCmd::Delete {
+                    if_unused: false,
+                    if_empty: false,
+                    reply,
+                })
+                .await;
+            self.ctx.vhost.forget_queue(&q);
+        }
+        if !self.ctx.out.is_empty() {
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                writer_tx.send(self.ctx.out.buf.split().freeze()),
+            )
+            .await;
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,31 @@
+//! Warren's broker: AMQP 0-9-1 as RabbitMQ speaks it.
+//!
+//! The path of a message:
+//! ```text
+//! TCP socket
+//!   └─ connection task (connection/): codec → handshake, heartbeats, channel table
+//!        └─ Channel (channel/): assembles publish (method + header + body), qos, consumers,
+//!           unacked delivery tags, confirm counter
+//!             └─ VHost routing snapshot (vhost.rs, exchange/): exchange → queues, no lock
+//!                  └─ queue task (queue/): owns its messages and consumers
+//!                       └─ delivery to a consumer with credit → its connection's mailbox
+//!   └─ writer task: writes the connection's outbound buffer, one write per batch
+//! ```
+//! Acks travel back: basic.ack(tag) → channel maps tag → (queue, message id) → queue drops it.
+//! When a channel or connection closes, its unacked messages return to their queues, at their
+//! original position, marked redelivered.
+
+pub mod auth;
+pub mod channel;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod names;
+pub mod queue;
+pub mod server;
+pub mod vhost;
+
+pub use config::Config;
+pub use server::run;

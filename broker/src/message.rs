@@ -1,0 +1,35 @@
+//! A published message as queues hold it: routing info, the publisher's raw property bytes and
+//! the body, all shared (`Arc<Message>`, `Bytes`) so a message routed to ten queues is stored once.
+
+use crate::connection::frame::{PropertySummary, ShortStr};
+use bytes::Bytes;
+
+#[derive(Debug)]
+pub struct Message {
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
+    /// Property flags and list exactly as published: deliveries write them back unchanged.
+    pub properties: Bytes,
+    pub summary: PropertySummary,
+    pub body: Bytes,
+}
+
+impl Message {
+    pub fn persistent(&self) -> bool {
+        self.summary.delivery_mode == 2
+    }
+
+    pub fn body_size(&self) -> usize {
+        self.body.len()
+    }
+}
+
+impl Message {
+    /// The `headers` property, parsed from the raw property bytes (only a headers exchange
+    /// needs it, so it is not parsed on the common path).
+    pub fn headers(&self) -> Option<amq_protocol::types::FieldTable> {
+        let (_, props) =
+            amq_protocol::protocol::basic::parse_properties(self.properties.as_ref()).ok()?;
+        props.headers().clone()
+    }
+}

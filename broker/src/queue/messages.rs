@@ -1,0 +1,186 @@
+//! The queue's message store in memory: ready messages in FIFO order, messages returned to the
+//! queue (requeued) kept at their original position, and the unacked set. Pure, no tokio.
+//!
+//! Every message gets a per-queue sequence id on enqueue. Ready messages are a `VecDeque` in id
+//! order; a requeued message goes into `returned`, ordered by id, and `pop` takes whichever of
+//! the two heads is older — so requeued messages come back ahead of newer ones, in their
+//! original order, without shifting the deque.
+
+use crate::message::Message;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Messages {
+    next_id: u64,
+    ready: VecDeque<Entry>,
+    returned: BTreeMap<u64, Entry>,
+    unacked: HashMap<u64, Entry>,
+}
+
+impl Messages {
+    pub fn push(&mut self, message: Arc<Message>) {
+        self.next_id += 1;
+        self.ready.push_back(Entry {
+            id: self.next_id,
+            message,
+            redelivered: false,
+        });
+    }
+
+    /// Ready messages (what declare-ok and get-ok report as the message count).
+    pub fn ready_len(&self) -> usize {
+        self.ready.len() + self.returned.len()
+    }
+
+    pub fn unacked_len(&self) -> usize {
+        self.unacked.len()
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.returned.is_empty()
+    }
+
+    /// Takes the oldest ready message.
+    pub fn pop(&mut self) -> Option<Entry> {
+        let returned_first = match (self.returned.keys().next(), self.ready.front()) {
+            (Some(r), Some(f)) => *r < f.id,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if returned_first {
+            self.returned.pop_first().map(|(_, e)| e)
+        } else {
+            self.ready.pop_front()
+        }
+    }
+
+    /// Records a delivered message as awaiting ack.
+    pub fn track_unacked(&mut self, entry: Entry) {
+        self.unacked.insert(entry.id, entry);
+    }
+
+    /// Removes acked messages; unknown ids (already settled) are ignored.
+    pub fn ack(&mut self, ids: &[u64]) -> Vec<Entry> {
+        ids.iter()
+            .filter_map(|id| self.unacked.remove(id))
+            .collect()
+    }
+
+    /// Puts unacked messages back at their original position. `delivered` marks them
+    /// `redelivered` (false when the delivery never reached the client).
+    pub fn requeue(&mut self, ids: &[u64], delivered: bool) {
+        for id in ids {
+            if let Some(mut e) = self.unacked.remove(id) {
+                e.redelivered |= delivered;
+                self.returned.insert(e.id, e);
+            }
+        }
+    }
+
+    /// Puts a message that was popped but could not be handed out back at the head.
+    pub fn unpop(&mut self, entry: Entry) {
+        self.returned.insert(entry.id, entry);
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&mut self) -> usize {
+        let n = self.ready_len();
+        self.ready.clear();
+        self.returned.clear();
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::frame::{PropertySummary, ShortStr};
+    use bytes::Bytes;
+
+    fn msg(body: &'static str) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: ShortStr::default(),
+            routing_key: ShortStr::default(),
+            properties: Bytes::from_static(&[0, 0]),
+            summary: PropertySummary::default(),
+            body: Bytes::from_static(body.as_bytes()),
+        })
+    }
+
+    fn bodies(m: &mut Messages) -> Vec<(String, bool)> {
+        std::iter::from_fn(|| m.pop())
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.message.body).into_owned(),
+                    e.redelivered,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fifo_order() {
+        let mut m = Messages::default();
+        for b in ["a", "b", "c"] {
+            m.push(msg(b));
+        }
+        assert_eq!(m.ready_len(), 3);
+        let got: Vec<_> = bodies(&mut m).into_iter().map(|(b, _)| b).collect();
+        assert_eq!(got, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn requeued_messages_return_ahead_of_newer_ones_in_original_order() {
+        let mut m = Messages::default();
+        for b in ["a", "b", "c", "d"] {
+            m.push(msg(b));
+        }
+        let a = m.pop().map(|e| e.id);
+        let b = m.pop().map(|e| e.id);
+        for e in [a, b] {
+            let id = e.unwrap_or_default();
+            m.track_unacked(Entry {
+                id,
+                message: msg(if id == 1 { "a" } else { "b" }),
+                redelivered: false,
+            });
+        }
+        m.push(msg("e"));
+        // requeue in reverse order: position comes from the id, not the call order
+        m.requeue(&[2, 1], true);
+        assert_eq!(m.unacked_len(), 0);
+        assert_eq!(
+            bodies(&mut m),
+            [
+                ("a".to_string(), true),
+                ("b".to_string(), true),
+                ("c".to_string(), false),
+                ("d".to_string(), false),
+                ("e".to_string(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn ack_of_unknown_id_is_ignored_and_purge_counts_ready_only() {
+        let mut m = Messages::default();
+        m.push(msg("a"));
+        m.push(msg("b"));
+        let e = m.pop();
+        if let Some(e) = e {
+            m.track_unacked(e);
+        }
+        assert!(m.ack(&[42]).is_empty());
+        assert_eq!(m.purge(), 1);
+        assert_eq!(m.unacked_len(), 1);
+        assert_eq!(m.ack(&[1]).len(), 1);
+    }
+}

@@ -1,0 +1,151 @@
+//! Queues: one task per queue (an actor, like RabbitMQ's queue process) owning its messages,
+//! consumers and unacked set, so no lock guards a queue. Everything else holds a `QueueRef`
+//! and talks to it through a bounded mailbox.
+
+pub mod consumer;
+pub mod messages;
+mod task;
+
+use crate::connection::handle::ConnHandle;
+use crate::error::AmqpResult;
+use crate::message::Message;
+use amq_protocol::types::FieldTable;
+use consumer::ConsumerShared;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use task::spawn;
+
+/// Commands a queue task accepts. Publishers wait when the mailbox is full (that is the
+/// back-pressure that stops a publishing connection from reading its socket).
+#[derive(Debug)]
+pub enum QueueCmd {
+    Publish(Arc<Message>),
+    Consume {
+        consumer: Arc<ConsumerShared>,
+        conn: ConnHandle,
+        reply: oneshot::Sender<AmqpResult<()>>,
+    },
+    /// Removes the consumer (identified by pointer). Its unacked deliveries stay unacked.
+    Cancel {
+        consumer: Arc<ConsumerShared>,
+    },
+    Ack(Vec<u64>),
+    /// Puts unacked messages back; `delivered` marks them redelivered.
+    Requeue {
+        ids: Vec<u64>,
+        delivered: bool,
+    },
+    /// A no-ack delivery that never reached its consumer goes back to its place.
+    Restore(messages::Entry),
+    /// nack/reject without requeue: the messages are dropped.
+    Discard(Vec<u64>),
+    Get {
+        no_ack: bool,
+        reply: oneshot::Sender<Option<GetReply>>,
+    },
+    Purge {
+        reply: oneshot::Sender<u32>,
+    },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<AmqpResult<u32>>,
+    },
+    Stats {
+        reply: oneshot::Sender<QueueStats>,
+    },
+    /// Credit became available for a consumer: try delivering again.
+    Wake,
+}
+
+#[derive(Debug)]
+pub struct GetReply {
+    pub msg_id: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+    /// Messages left ready after this one.
+    pub remaining: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub messages: u32,
+    pub consumers: u32,
+    pub unacked: u32,
+}
+
+/// The immutable description of a queue plus its mailbox.
+#[derive(Debug)]
+pub struct QueueShared {
+    /// Unique within the broker process; identity for hashing.
+    pub id: u64,
+    pub name: String,
+    pub vhost: String,
+    pub durable: bool,
+    /// The connection that declared an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub(crate) tx: mpsc::Sender<QueueCmd>,
+}
+
+/// A cheap, hashable handle to a queue task.
+#[derive(Debug, Clone)]
+pub struct QueueRef(Arc<QueueShared>);
+
+impl Deref for QueueRef {
+    type Target = QueueShared;
+    fn deref(&self) -> &QueueShared {
+        &self.0
+    }
+}
+
+impl PartialEq for QueueRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+impl Eq for QueueRef {}
+impl Hash for QueueRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+/// The queue task has stopped (the queue was deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueGone;
+
+impl QueueRef {
+    pub async fn send(&self, cmd: QueueCmd) -> Result<(), QueueGone> {
+        self.0.tx.send(cmd).await.map_err(|_| QueueGone)
+    }
+
+    /// For hints that may be dropped when the mailbox is full (the queue is busy and will run
+    /// its delivery loop anyway).
+    pub fn hint(&self, cmd: QueueCmd) {
+        let _ = self.0.tx.try_send(cmd);
+    }
+
+    /// Sends a command carrying a reply channel and waits for the answer.
+    pub async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> QueueCmd,
+    ) -> Result<T, QueueGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| QueueGone)
+    }
+
+    pub fn is_exclusive(&self) -> bool {
+        self.0.exclusive_owner.is_some()
+    }
+
+    /// Whether connection `conn_id` may use this queue (exclusive queues: only their owner).
+    pub fn accessible_by(&self, conn_id: u64) -> bool {
+        self.0.exclusive_owner.is_none_or(|owner| owner == conn_id)
+    }
+}

@@ -1,0 +1,267 @@
+//! The queue task: drains its mailbox in batches, then hands ready messages to consumers
+//! round-robin while they have credit.
+
+use super::consumer::ConsumerShared;
+use super::messages::{Entry, Messages};
+use super::{GetReply, QueueCmd, QueueRef, QueueShared, QueueStats};
+use crate::connection::handle::{ConnHandle, ConnMsg, Delivery};
+use crate::error::AmqpError;
+use crate::vhost::VHost;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{debug, Instrument};
+
+/// Mailbox size: how many commands may wait before publishers are made to wait.
+const MAILBOX: usize = 8192;
+/// Commands taken per wake-up.
+const BATCH: usize = 512;
+
+struct Consumer {
+    shared: Arc<ConsumerShared>,
+    conn: ConnHandle,
+}
+
+struct QueueTask {
+    queue: QueueRef,
+    vhost: Arc<VHost>,
+    messages: Messages,
+    /// Round-robin order: the next consumer to try is at the front.
+    consumers: VecDeque<Consumer>,
+    had_consumer: bool,
+}
+
+/// Creates the queue's shared description and starts its task.
+pub fn spawn(
+    mut shared: impl FnMut(mpsc::Sender<QueueCmd>) -> QueueShared,
+    vhost: Arc<VHost>,
+) -> QueueRef {
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    let queue = QueueRef(Arc::new(shared(tx)));
+    let span = tracing::debug_span!("queue", name = %queue.name, vhost = %queue.vhost);
+    let task = QueueTask {
+        queue: queue.clone(),
+        vhost,
+        messages: Messages::default(),
+        consumers: VecDeque::new(),
+        had_consumer: false,
+    };
+    tokio::spawn(task.run(rx).instrument(span));
+    queue
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl QueueTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                break;
+            }
+            for cmd in batch.drain(..) {
+                if let Flow::Stop = self.handle(cmd) {
+                    debug!("queue stopped");
+                    return;
+                }
+            }
+            self.deliver();
+            if self.should_auto_delete() {
+                debug!("auto-deleting queue after its last consumer went");
+                self.vhost.forget_queue(&self.queue);
+                self.cancel_all_consumers();
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: QueueCmd) -> Flow {
+        match cmd {
+            QueueCmd::Publish(message) => self.messages.push(message),
+            QueueCmd::Consume {
+                consumer,
+                conn,
+                reply,
+            } => {
+                let result = self.add_consumer(consumer, conn);
+                let _ = reply.send(result);
+            }
+            QueueCmd::Cancel { consumer } => {
+                self.consumers
+                    .retain(|c| !Arc::ptr_eq(&c.shared, &consumer));
+                // Deleted at once, not after the batch: a command queued behind the cancel
+                // (say the same client's passive declare) must already find the queue gone.
+                if self.should_auto_delete() {
+                    debug!("auto-deleting queue after its last consumer was cancelled");
+                    self.vhost.forget_queue(&self.queue);
+                    self.cancel_all_consumers();
+                    return Flow::Stop;
+                }
+            }
+            QueueCmd::Ack(ids) => {
+                self.messages.ack(&ids);
+            }
+            QueueCmd::Requeue { ids, delivered } => self.messages.requeue(&ids, delivered),
+            QueueCmd::Restore(entry) => self.messages.unpop(entry),
+            QueueCmd::Discard(ids) => {
+                self.messages.ack(&ids);
+            }
+            QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
+            QueueCmd::Purge { reply } => {
+                let n = self.messages.purge();
+                let _ = reply.send(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            QueueCmd::Delete {
+                if_unused,
+                if_empty,
+                reply,
+            } => {
+                if if_unused && !self.consumers.is_empty() {
+                    let _ = reply.send(Err(AmqpError::precondition_failed(format_args!(
+                        "queue '{}' in vhost '{}' in use",
+                        self.queue.name, self.queue.vhost
+                    ))));
+                    return Flow::Continue;
+                }
+                if if_empty && self.messages.ready_len() > 0 {
+                    let _ = reply.send(Err(AmqpError::precondition_failed(format_args!(
+                        "queue '{}' in vhost '{}' not empty",
+                        self.queue.name, self.queue.vhost
+                    ))));
+                    return Flow::Continue;
+                }
+                let n = self.messages.ready_len();
+                self.cancel_all_consumers();
+                let _ = reply.send(Ok(u32::try_from(n).unwrap_or(u32::MAX)));
+                return Flow::Stop;
+            }
+            QueueCmd::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            QueueCmd::Wake => {}
+        }
+        Flow::Continue
+    }
+
+    fn stats(&self) -> QueueStats {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        QueueStats {
+            messages: count(self.messages.ready_len()),
+            consumers: count(self.consumers.len()),
+            unacked: count(self.messages.unacked_len()),
+        }
+    }
+
+    fn add_consumer(
+        &mut self,
+        consumer: Arc<ConsumerShared>,
+        conn: ConnHandle,
+    ) -> Result<(), AmqpError> {
+        let exclusive_in_use = self.consumers.iter().any(|c| c.shared.exclusive);
+        if exclusive_in_use || (consumer.exclusive && !self.consumers.is_empty()) {
+            return Err(AmqpError::access_refused(format_args!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                self.queue.name, self.queue.vhost
+            )));
+        }
+        self.had_consumer = true;
+        self.consumers.push_back(Consumer {
+            shared: consumer,
+            conn,
+        });
+        Ok(())
+    }
+
+    fn get(&mut self, no_ack: bool, reply: tokio::sync::oneshot::Sender<Option<GetReply>>) {
+        let Some(entry) = self.messages.pop() else {
+            let _ = reply.send(None);
+            return;
+        };
+        let remaining = u32::try_from(self.messages.ready_len()).unwrap_or(u32::MAX);
+        let answer = GetReply {
+            msg_id: entry.id,
+            message: entry.message.clone(),
+            redelivered: entry.redelivered,
+            remaining,
+        };
+        if !no_ack {
+            self.messages.track_unacked(entry.clone());
+        }
+        if reply.send(Some(answer)).is_err() {
+            // The channel went away before it could take the message: put it back untouched.
+            if !no_ack {
+                self.messages.ack(&[entry.id]);
+            }
+            self.messages.unpop(entry);
+        }
+    }
+
+    /// Hands ready messages to consumers, round-robin, while any has credit.
+    fn deliver(&mut self) {
+        while self.messages.has_ready() && !self.consumers.is_empty() {
+            // Find the next consumer (in round-robin order) that has credit.
+            let mut found = None;
+            for i in 0..self.consumers.len() {
+                if self.consumers[i].shared.try_take_credit() {
+                    found = Some(i);
+                    break;
+                }
+            }
+            let Some(i) = found else { break };
+            let Some(entry) = self.messages.pop() else {
+                // has_ready() said otherwise; give the credit back and stop.
+                self.consumers[i].shared.channel_credit.release();
+                break;
+            };
+            // Rotate: this consumer goes to the back, those it skipped keep their turn.
+            let Some(consumer) = self.consumers.remove(i) else {
+                break;
+            };
+            if self.send_delivery(&consumer, entry) {
+                self.consumers.push_back(consumer);
+            }
+        }
+    }
+
+    /// Returns false when the consumer's connection is gone (the consumer is dropped).
+    fn send_delivery(&mut self, consumer: &Consumer, entry: Entry) -> bool {
+        let shared = &consumer.shared;
+        shared.record_delivery();
+        if !shared.no_ack {
+            self.messages.track_unacked(entry.clone());
+        }
+        let delivery = Delivery {
+            consumer: shared.clone(),
+            queue: self.queue.clone(),
+            msg_id: entry.id,
+            message: entry.message.clone(),
+            redelivered: entry.redelivered,
+        };
+        if consumer.conn.send(ConnMsg::Deliver(delivery)).is_ok() {
+            return true;
+        }
+        // The connection task has ended; undo and requeue without the redelivered mark.
+        if !shared.no_ack {
+            self.messages.requeue(&[entry.id], false);
+            shared.settle();
+        } else {
+            self.messages.unpop(entry);
+        }
+        false
+    }
+
+    fn should_auto_delete(&self) -> bool {
+        self.queue.auto_delete && self.had_consumer && self.consumers.is_empty()
+    }
+
+    fn cancel_all_consumers(&mut self) {
+        for c in self.consumers.drain(..) {
+            let _ = c
+                .conn
+                .send(ConnMsg::ConsumerCancelled { consumer: c.shared });
+        }
+    }
+}

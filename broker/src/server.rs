@@ -1,0 +1,73 @@
+//! The accept loop. `run` takes an already-bound listener and a shutdown token, which makes
+//! in-process tests trivial: bind `127.0.0.1:0`, spawn `run`, connect.
+
+use crate::auth::Users;
+use crate::config::Config;
+use crate::connection;
+use crate::vhost::VHost;
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct BrokerShared {
+    pub config: Config,
+    pub users: Users,
+    pub vhosts: HashMap<String, Arc<VHost>>,
+    next_connection_id: AtomicU64,
+}
+
+impl BrokerShared {
+    pub fn new(config: Config) -> Self {
+        let mut vhosts = HashMap::new();
+        vhosts.insert("/".to_string(), VHost::new("/"));
+        BrokerShared {
+            config,
+            users: Users::default(),
+            vhosts,
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Serves AMQP on `listener` until `shutdown` is cancelled; then every connection is closed
+/// with 320 CONNECTION_FORCED and `run` returns once they have all finished.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let broker = Arc::new(BrokerShared::new(config));
+    let tracker = TaskTracker::new();
+    info!(addr = %listener.local_addr()?, "listening for AMQP 0-9-1");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    info!("broker stopped");
+    Ok(())
+}

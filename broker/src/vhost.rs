@@ -1,0 +1,518 @@
+//! A virtual host: its exchanges, queues and bindings. Routing reads an immutable snapshot
+//! (`Topology`) swapped atomically on every topology change, so publishing takes no lock.
+//! Changes are serialised by one mutex that is held only while the next snapshot is built.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Bindings, ExchangeKind};
+use crate::queue::{self, QueueRef, QueueShared};
+use amq_protocol::types::{AMQPValue, FieldTable};
+use arc_swap::{ArcSwap, Guard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+static NEXT_QUEUE_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    pub bindings: Bindings<QueueRef>,
+}
+
+impl Exchange {
+    /// The default exchange and `amq.*` ones: they cannot be declared (non-passively) or deleted.
+    pub fn is_reserved(&self) -> bool {
+        is_reserved_name(&self.name)
+    }
+}
+
+fn is_reserved_name(name: &str) -> bool {
+    name.is_empty() || name.starts_with("amq.")
+}
+
+/// RabbitMQ's 403 for declaring, deleting or binding to the default exchange.
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+/// One immutable view of a vhost's topology.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    pub exchanges: HashMap<String, Arc<Exchange>>,
+    pub queues: HashMap<String, QueueRef>,
+}
+
+impl Topology {
+    /// Appends the queues `exchange` routes this message to. The default exchange ("")
+    /// delivers to the queue named by the routing key.
+    pub fn route(
+        &self,
+        exchange: &Exchange,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<QueueRef>,
+    ) {
+        if exchange.name.is_empty() {
+            if let Some(q) = self.queues.get(routing_key) {
+                out.push(q.clone());
+            }
+        } else {
+            exchange.bindings.route(routing_key, headers, out);
+        }
+    }
+}
+
+/// What queue.declare asks for.
+#[derive(Debug, Clone)]
+pub struct QueueDeclare {
+    pub name: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// The broker generated the name (`amq.gen-…`), so the reserved-prefix rule does not apply.
+    pub server_named: bool,
+}
+
+/// What exchange.declare asks for.
+#[derive(Debug, Clone)]
+pub struct ExchangeDeclare {
+    pub name: String,
+    pub kind: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+pub struct VHost {
+    pub name: String,
+    snapshot: ArcSwap<Topology>,
+    /// Serialises topology changes. A std mutex: it is held only while a new snapshot is
+    /// built (no `.await` inside), and never on the publish path.
+    write: Mutex<()>,
+}
+
+impl std::fmt::Debug for VHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VHost").field("name", &self.name).finish()
+    }
+}
+
+/// Queue arguments RabbitMQ checks for equivalence on redeclare.
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+impl VHost {
+    /// A vhost with the predeclared exchanges: "", amq.direct, amq.fanout, amq.topic,
+    /// amq.headers and amq.match.
+    pub fn new(name: &str) -> Arc<VHost> {
+        let mut topology = Topology::default();
+        for (xname, kind) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            topology.exchanges.insert(
+                xname.to_string(),
+                Arc::new(Exchange {
+                    name: xname.to_string(),
+                    kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal: false,
+                    arguments: FieldTable::default(),
+                    bindings: Bindings::new(kind),
+                }),
+            );
+        }
+        Arc::new(VHost {
+            name: name.to_string(),
+            snapshot: ArcSwap::from_pointee(topology),
+            write: Mutex::new(()),
+        })
+    }
+
+    /// The current routing snapshot (cheap; no lock).
+    pub fn topology(&self) -> Guard<Arc<Topology>> {
+        self.snapshot.load()
+    }
+
+    /// Builds the next snapshot from the current one under the write mutex.
+    fn update<T>(&self, f: impl FnOnce(&mut Topology) -> AmqpResult<T>) -> AmqpResult<T> {
+        let _guard = self
+            .write
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = Topology::clone(&self.snapshot.load());
+        let result = f(&mut next)?;
+        self.snapshot.store(Arc::new(next));
+        Ok(result)
+    }
+
+    pub fn declare_exchange(&self, req: &ExchangeDeclare) -> AmqpResult<()> {
+        let existing = self.topology().exchanges.get(&req.name).cloned();
+        // rabbitmq-compat: the default exchange cannot be declared, not even passively
+        // (`check_not_default_exchange` in rabbit_channel.erl).
+        if req.passive {
+            if req.name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            return match existing {
+                Some(_) => Ok(()),
+                None => Err(AmqpError::no_exchange(&req.name, &self.name)),
+            };
+        }
+        // rabbitmq-compat: an unknown exchange type is a connection error (503), checked first.
+        let kind = ExchangeKind::from_name(&req.kind).ok_or_else(|| {
+            AmqpError::command_invalid(format_args!("unknown exchange type '{}'", req.kind))
+        })?;
+        if req.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        // rabbitmq-compat: the reserved `amq.` prefix only refuses *creating* an exchange; an
+        // equivalent redeclare of an existing `amq.*` exchange succeeds (as in RabbitMQ).
+        if let Some(x) = existing {
+            return self.check_exchange_equivalence(&x, kind, req);
+        }
+        if is_reserved_name(&req.name) {
+            return Err(AmqpError::access_refused(format_args!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                req.name
+            )));
+        }
+        self.update(|topo| {
+            if let Some(x) = topo.exchanges.get(&req.name) {
+                return self.check_exchange_equivalence(x, kind, req);
+            }
+            topo.exchanges.insert(
+                req.name.clone(),
+                Arc::new(Exchange {
+                    name: req.name.clone(),
+                    kind,
+                    durable: req.durable,
+                    auto_delete: req.auto_delete,
+                    internal: req.internal,
+                    arguments: req.arguments.clone(),
+                    bindings: Bindings::new(kind),
+                }),
+            );
+            Ok(())
+        })
+    }
+
+    fn check_exchange_equivalence(
+        &self,
+        x: &Exchange,
+        kind: ExchangeKind,
+        req: &ExchangeDeclare,
+    ) -> AmqpResult<()> {
+        let mismatch = |arg: &str,
+                        received: &dyn std::fmt::Display,
+                        current: &dyn std::fmt::Display| {
+            Err(AmqpError::precondition_failed(format_args!(
+                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                x.name, self.name
+            )))
+        };
+        if x.kind != kind {
+            return mismatch("type", &kind.name(), &x.kind.name());
+        }
+        if x.durable != req.durable {
+            return mismatch("durable", &req.durable, &x.durable);
+        }
+        if x.auto_delete != req.auto_delete {
+            return mismatch("auto_delete", &req.auto_delete, &x.auto_delete);
+        }
+        if x.internal != req.internal {
+            return mismatch("internal", &req.internal, &x.internal);
+        }
+        Ok(())
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if is_reserved_name(name) {
+            // rabbitmq-compat: `check_exchange_deletion` in rabbit_channel.erl.
+            return Err(AmqpError::access_refused(format_args!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        self.update(|topo| {
+            // rabbitmq-compat: deleting a missing exchange succeeds (idempotent delete).
+            let Some(x) = topo.exchanges.get(name) else {
+                return Ok(());
+            };
+            if if_unused && !x.bindings.is_empty() {
+                return Err(AmqpError::precondition_failed(format_args!(
+                    "exchange '{name}' in vhost '{}' in use",
+                    self.name
+                )));
+            }
+            topo.exchanges.remove(name);
+            Ok(())
+        })
+    }
+
+    /// Declares (or finds) a queue. Returns the queue and whether it was created.
+    pub fn declare_queue(
+        self: &Arc<Self>,
+        req: &QueueDeclare,
+        conn_id: u64,
+    ) -> AmqpResult<(QueueRef, bool)> {
+        if let Some(q) = self.topology().queues.get(&req.name).cloned() {
+            self.check_queue_reuse(&q, req, conn_id)?;
+            return Ok((q, false));
+        }
+        if req.passive {
+            return Err(AmqpError::no_queue(&req.name, &self.name));
+        }
+        if req.name.starts_with("amq.") && !req.server_named {
+            return Err(AmqpError::access_refused(format_args!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                req.name
+            )));
+        }
+        self.update(|topo| {
+            if let Some(q) = topo.queues.get(&req.name) {
+                self.check_queue_reuse(q, req, conn_id)?;
+                return Ok((q.clone(), false));
+            }
+            let q = queue::spawn(
+                |tx| QueueShared {
+                    id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
+                    name: req.name.clone(),
+                    vhost: self.name.clone(),
+                    durable: req.durable,
+                    exclusive_owner: req.exclusive.then_some(conn_id),
+                    auto_delete: req.auto_delete,
+                    arguments: req.arguments.clone(),
+                    tx,
+                },
+                self.clone(),
+            );
+            topo.queues.insert(req.name.clone(), q.clone());
+            Ok((q, true))
+        })
+    }
+
+    fn check_queue_reuse(&self, q: &QueueRef, req: &QueueDeclare, conn_id: u64) -> AmqpResult<()> {
+        let locked =
+            !q.accessible_by(conn_id) || (req.exclusive && !req.passive && !q.is_exclusive());
+        if locked {
+            return Err(self.locked(&q.name));
+        }
+        if req.passive {
+            return Ok(());
+        }
+        let mismatch = |arg: &str,
+                        received: &dyn std::fmt::Display,
+                        current: &dyn std::fmt::Display| {
+            Err(AmqpError::precondition_failed(format_args!(
+                "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                q.name, self.name
+            )))
+        };
+        if q.durable != req.durable {
+            return mismatch("durable", &req.durable, &q.durable);
+        }
+        if q.auto_delete != req.auto_delete {
+            return mismatch("auto_delete", &req.auto_delete, &q.auto_delete);
+        }
+        for key in EQUIVALENCE_ARGS {
+            let received = req.arguments.inner().get(*key);
+            let current = q.arguments.inner().get(*key);
+            if !args_equivalent(received, current) {
+                // Argument values carry their own quoting (RabbitMQ's `rabbit_misc:val/1`).
+                return Err(AmqpError::precondition_failed(format_args!(
+                    "inequivalent arg '{key}' for queue '{}' in vhost '{}': received {} but current is {}",
+                    q.name,
+                    self.name,
+                    describe_arg(received, current.is_none()),
+                    describe_arg(current, received.is_none()),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// RabbitMQ's 405 text for a queue owned by another connection.
+    pub fn locked(&self, queue: &str) -> AmqpError {
+        AmqpError::resource_locked(format_args!(
+            "cannot obtain exclusive access to locked queue '{queue}' in vhost '{}'. It could be \
+             originally declared on another connection or the exclusive property value does not \
+             match that of the original declaration.",
+            self.name
+        ))
+    }
+
+    /// Finds a queue that connection `conn_id` may use (404 missing, 405 another's exclusive).
+    pub fn queue(&self, name: &str, conn_id: u64) -> AmqpResult<QueueRef> {
+        let q = self
+            .topology()
+            .queues
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AmqpError::no_queue(name, &self.name))?;
+        if !q.accessible_by(conn_id) {
+            return Err(self.locked(name));
+        }
+        Ok(q)
+    }
+
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
+        self.change_binding(queue, exchange, conn_id, |x, q| {
+            x.bindings.bind(q, routing_key, arguments).map(|_| ())
+        })
+    }
+
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
+        self.change_binding(queue, exchange, conn_id, |x, q| {
+            // rabbitmq-compat: unbinding a binding that does not exist succeeds.
+            x.bindings.unbind(&q, routing_key, arguments);
+            Ok(())
+        })
+    }
+
+    fn change_binding(
+        &self,
+        queue: &str,
+        exchange: &str,
+        conn_id: u64,
+        change: impl FnOnce(&mut Exchange, QueueRef) -> AmqpResult<()>,
+    ) -> AmqpResult<()> {
+        if exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let q = self.queue(queue, conn_id)?;
+        self.update(|topo| {
+            let x = topo
+                .exchanges
+                .get_mut(exchange)
+                .ok_or_else(|| AmqpError::no_exchange(exchange, &self.name))?;
+            let had_bindings = !x.bindings.is_empty();
+            let x = Arc::make_mut(x);
+            change(x, q)?;
+            if had_bindings && x.bindings.is_empty() && x.auto_delete {
+                topo.exchanges.remove(exchange);
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a queue (already stopped, or stopping) from the topology: its bindings go, and
+    /// auto-delete exchanges left without bindings go with them.
+    pub fn forget_queue(&self, q: &QueueRef) {
+        let _ = self.update(|topo| {
+            if topo.queues.get(&q.name) == Some(q) {
+                topo.queues.remove(&q.name);
+            }
+            let mut emptied = Vec::new();
+            for x in topo.exchanges.values_mut() {
+                if x.bindings.contains_destination(q) {
+                    let x = Arc::make_mut(x);
+                    x.bindings.remove_destination(q);
+                    if x.bindings.is_empty() && x.auto_delete {
+                        emptied.push(x.name.clone());
+                    }
+                }
+            }
+            for name in emptied {
+                topo.exchanges.remove(&name);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// rabbitmq-compat: `rabbit_misc:assert_args_equivalence/4` compares integers of any width
+/// (and float with double) by value, everything else by type and value.
+fn args_equivalent(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
+    fn int(v: &AMQPValue) -> Option<i128> {
+        match v {
+            AMQPValue::ShortShortInt(i) => Some(i128::from(*i)),
+            AMQPValue::ShortShortUInt(i) => Some(i128::from(*i)),
+            AMQPValue::ShortInt(i) => Some(i128::from(*i)),
+            AMQPValue::ShortUInt(i) => Some(i128::from(*i)),
+            AMQPValue::LongInt(i) => Some(i128::from(*i)),
+            AMQPValue::LongUInt(i) => Some(i128::from(*i)),
+            AMQPValue::LongLongInt(i) => Some(i128::from(*i)),
+            _ => None,
+        }
+    }
+    fn float(v: &AMQPValue) -> Option<f64> {
+        match v {
+            AMQPValue::Float(f) => Some(f64::from(*f)),
+            AMQPValue::Double(f) => Some(*f),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Some(x), Some(y)) => match (int(x), int(y), float(x), float(y)) {
+            (Some(i), Some(j), _, _) => i == j,
+            (_, _, Some(f), Some(g)) => f == g,
+            _ => x == y,
+        },
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// An argument in an equivalence error, as RabbitMQ's `rabbit_misc:val/1` shows it: `none`
+/// when absent; `'10'` when both sides are set; `the value '10' of type 'long'` when only
+/// this side is (`other_missing`).
+fn describe_arg(v: Option<&AMQPValue>, other_missing: bool) -> String {
+    use crate::exchange::erl_term::{rabbit_type_name, ErlTerm};
+    let Some(v) = v else {
+        return "none".to_string();
+    };
+    // Erlang prints binaries with `~s` (their text) and other values with `~p`.
+    let value = match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_string(),
+        other => ErlTerm(other).to_string(),
+    };
+    if other_missing {
+        format!("the value '{value}' of type '{}'", rabbit_type_name(v))
+    } else {
+        format!("'{value}'")
+    }
+}

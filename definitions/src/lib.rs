@@ -1,0 +1,1 @@
+//! RabbitMQ definitions JSON model. Filled by the definitions issue; nothing here yet.

@@ -1,0 +1,98 @@
+//! The `warren` binary: flags → Config → tracing → the broker, until SIGINT or SIGTERM.
+
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warren_broker::Config;
+
+/// Warren: an AMQP 0-9-1 message broker that RabbitMQ clients connect to unchanged.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// AMQP port.
+    #[arg(long, default_value_t = 5672)]
+    port: u16,
+    /// Where durable state lives.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Largest accepted message body in bytes (RabbitMQ 4's default: 16 MiB).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_message_size: u64,
+    /// Heartbeat interval offered to clients, in seconds (0 disables).
+    #[arg(long, default_value_t = 60)]
+    heartbeat: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config {
+        bind: args.bind,
+        port: args.port,
+        data_dir: args.data_dir,
+        max_message_size: args.max_message_size,
+        heartbeat: Duration::from_secs(args.heartbeat),
+        ..Config::default()
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> std::io::Result<()> {
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot create data dir {}: {e}", config.data_dir.display()),
+        ));
+    }
+    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        trigger.cancel();
+    });
+    warren_broker::run(listener, config, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
