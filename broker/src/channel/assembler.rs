@@ -82,15 +82,17 @@ impl Assembler {
     }
 
     /// The error for a method frame arriving while content is expected.
+    /// rabbitmq-compat: it names the publish whose content was interrupted (class 60, method 40).
     pub fn method_while_busy(&self) -> AmqpError {
-        match self.state {
+        let err = match self.state {
             State::AwaitingHeader(_) => AmqpError::unexpected_frame(
                 "expected content header for class 60, got non content header frame instead",
             ),
             _ => AmqpError::unexpected_frame(
                 "expected content body, got non content body frame instead",
             ),
-        }
+        };
+        err.during(BASIC_CLASS, 40)
     }
 
     pub fn start(&mut self, publish: Publish) {
@@ -127,10 +129,12 @@ impl Assembler {
             )));
         }
         if header.body_size > max_message_size {
+            // rabbitmq-compat: raised while handling basic.publish, so the close names it.
             return Err(AmqpError::precondition_failed(format_args!(
                 "message size {} is larger than configured max size {}",
                 header.body_size, max_message_size
-            )));
+            ))
+            .during(60, 40));
         }
         if header.body_size == 0 {
             return Ok(Some(Complete {

@@ -99,6 +99,30 @@ impl Io<'_> {
         }
     }
 
+    /// After a connection.close sent during the handshake: reads until the client's close-ok,
+    /// so the socket is closed as soon as it arrives (or until EOF if the input is garbage).
+    pub async fn wait_for_close_ok(&mut self) {
+        loop {
+            match self.next_frame().await {
+                Ok(Frame::Method(0, m))
+                    if matches!(
+                        *m,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
+                    ) =>
+                {
+                    return
+                }
+                Ok(_) => continue,
+                Err(HandshakeError::Gone) => return,
+                Err(HandshakeError::Close(_)) => {
+                    let mut scratch = [0u8; 512];
+                    while matches!(self.reader.read(&mut scratch).await, Ok(n) if n > 0) {}
+                    return;
+                }
+            }
+        }
+    }
+
     pub async fn flush(&mut self) -> Result<(), HandshakeError> {
         let buf = self.out.buf.split();
         self.writer

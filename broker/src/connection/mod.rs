@@ -120,11 +120,7 @@ async fn serve_inner(
             io.out.connection_close(&e);
             let _ = io.flush().await;
             // Give the client a moment to answer close-ok; we are done either way.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                let mut scratch = [0u8; 512];
-                while matches!(io.reader.read(&mut scratch).await, Ok(n) if n > 0) {}
-            })
-            .await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.wait_for_close_ok()).await;
             return;
         }
     };
@@ -175,10 +171,11 @@ impl Connection {
         shutdown: CancellationToken,
     ) {
         let mut msgs = Vec::with_capacity(INBOX_BATCH);
+        // Checked twice per interval, so silence is noticed between 2 and 2.5 intervals.
         let check_every = if self.heartbeat.is_zero() {
             Duration::from_secs(3600)
         } else {
-            self.heartbeat
+            self.heartbeat / 2
         };
         let mut heartbeat_check = tokio::time::interval(check_every);
         heartbeat_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,6 +203,13 @@ impl Connection {
                     }
                     self.last_read = Instant::now();
                     if let Err(e) = self.handle_input(&mut rbuf, &mut decoder).await {
+                        if self.closing_since.is_some() {
+                            // Unparseable input after our connection.close (typically what
+                            // follows a frame that broke framing): no close-ok can be
+                            // recognised any more, so hang up instead of waiting for one.
+                            debug!(error = %e, "undecodable input while closing");
+                            break;
+                        }
                         self.close_connection(&e).await;
                     }
                 }
@@ -228,7 +232,10 @@ impl Connection {
                     break;
                 }
             }
-            if !self.ctx.out.is_empty() {
+            // rabbitmq-compat: once the client's connection.close is handled, close-ok stays in
+            // the buffer until `finish` has returned the channels' unacked messages, so a
+            // client that saw close-ok finds them back in their queues.
+            if !self.ctx.out.is_empty() && !self.done {
                 if let Ok(p) = writer_tx.try_reserve() {
                     p.send(self.ctx.out.buf.split().freeze());
                 }
@@ -291,6 +298,11 @@ impl Connection {
         if channel == 0 {
             return self.on_channel_zero(frame);
         }
+        if let Frame::Heartbeat(_) = frame {
+            return Err(AmqpError::unexpected_frame(format_args!(
+                "heartbeat frame on channel {channel}; heartbeats belong on channel 0"
+            )));
+        }
         if channel > self.channel_max {
             return Err(AmqpError::channel_error(format_args!(
                 "channel {channel} exceeds channel_max {}",
@@ -314,7 +326,11 @@ impl Connection {
                 }
                 Frame::Method(_, m) => Err(AmqpError::channel_error("expected 'channel.open'")
                     .during(m.get_amqp_class_id(), m.get_amqp_method_id())),
-                _ => Err(AmqpError::channel_error("expected 'channel.open'")),
+                // rabbitmq-compat: content is checked by the frame assembler before the channel
+                // state is, so it is 505 on any channel without a publish in progress.
+                _ => Err(AmqpError::unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                )),
             };
         };
         if ch.state == ChannelState::Closing {
