@@ -25,6 +25,7 @@ pub mod message;
 pub mod names;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;
 
 pub use config::Config;

@@ -4,6 +4,9 @@
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::store::segment::SegmentStore;
+use crate::store::sync::Syncer;
+use crate::store::Persistence;
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::io;
@@ -24,15 +27,26 @@ pub struct BrokerShared {
 }
 
 impl BrokerShared {
-    pub fn new(config: Config) -> Self {
+    /// Opens the data directory (recovering durable queues) and builds the vhosts.
+    pub fn open(config: Config) -> io::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create data dir {}: {e}", config.data_dir.display()),
+            )
+        })?;
+        let persistence = Arc::new(Persistence {
+            store: Box::new(SegmentStore::new(&config.data_dir)?),
+            syncer: Syncer::start()?,
+        });
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), VHost::new("/"));
-        BrokerShared {
+        vhosts.insert("/".to_string(), VHost::new("/", persistence));
+        Ok(BrokerShared {
             config,
             users: Users::default(),
             vhosts,
             next_connection_id: AtomicU64::new(1),
-        }
+        })
     }
 
     pub fn next_connection_id(&self) -> u64 {
@@ -47,7 +61,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let broker = Arc::new(BrokerShared::new(config));
+    let broker = Arc::new(BrokerShared::open(config)?);
     let tracker = TaskTracker::new();
     info!(addr = %listener.local_addr()?, "listening for AMQP 0-9-1");
     loop {

@@ -4,7 +4,9 @@
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Bindings, ExchangeKind};
+use crate::queue::storage::QueueStorage;
 use crate::queue::{self, QueueRef, QueueShared};
+use crate::store::Persistence;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use arc_swap::{ArcSwap, Guard};
 use std::collections::HashMap;
@@ -94,6 +96,7 @@ pub struct ExchangeDeclare {
 
 pub struct VHost {
     pub name: String,
+    persistence: Arc<Persistence>,
     snapshot: ArcSwap<Topology>,
     /// Serialises topology changes. A std mutex: it is held only while a new snapshot is
     /// built (no `.await` inside), and never on the publish path.
@@ -124,7 +127,7 @@ const EQUIVALENCE_ARGS: &[&str] = &[
 impl VHost {
     /// A vhost with the predeclared exchanges: "", amq.direct, amq.fanout, amq.topic,
     /// amq.headers and amq.match.
-    pub fn new(name: &str) -> Arc<VHost> {
+    pub fn new(name: &str, persistence: Arc<Persistence>) -> Arc<VHost> {
         let mut topology = Topology::default();
         for (xname, kind) in [
             ("", ExchangeKind::Direct),
@@ -149,6 +152,7 @@ impl VHost {
         }
         Arc::new(VHost {
             name: name.to_string(),
+            persistence,
             snapshot: ArcSwap::from_pointee(topology),
             write: Mutex::new(()),
         })
@@ -302,6 +306,14 @@ impl VHost {
                 self.check_queue_reuse(q, req, conn_id)?;
                 return Ok((q.clone(), false));
             }
+            // rabbitmq-compat: exclusive and auto-delete queues do not outlive the broker even
+            // when durable, so only the rest get a store.
+            let stored = req.durable && !req.exclusive && !req.auto_delete;
+            let storage = if stored {
+                Some(self.open_store(&req.name)?)
+            } else {
+                None
+            };
             let q = queue::spawn(
                 |tx| QueueShared {
                     id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
@@ -311,13 +323,45 @@ impl VHost {
                     exclusive_owner: req.exclusive.then_some(conn_id),
                     auto_delete: req.auto_delete,
                     arguments: req.arguments.clone(),
+                    stored,
                     tx,
                 },
                 self.clone(),
+                storage,
             );
             topo.queues.insert(req.name.clone(), q.clone());
             Ok((q, true))
         })
+    }
+
+    /// Opens (and recovers) a durable queue's store.
+    fn open_store(&self, queue: &str) -> AmqpResult<(QueueStorage, Vec<crate::store::Recovered>)> {
+        let (store, recovered, issues) = self
+            .persistence
+            .store
+            .open_queue(&self.name, queue)
+            .map_err(|e| {
+                tracing::error!(queue, vhost = %self.name, error = %e, "cannot open the queue's store");
+                AmqpError::internal_error(format_args!(
+                    "cannot open the store of queue '{queue}' in vhost '{}'",
+                    self.name
+                ))
+            })?;
+        for issue in issues {
+            tracing::warn!(
+                queue,
+                vhost = %self.name,
+                file = %issue.file.display(),
+                offset = issue.offset,
+                reason = %issue.reason,
+                "damaged record skipped during recovery"
+            );
+        }
+        if !recovered.is_empty() {
+            tracing::info!(queue, vhost = %self.name, messages = recovered.len(), "recovered messages");
+        }
+        let storage = QueueStorage::new(store, self.persistence.syncer.clone());
+        Ok((storage, recovered))
     }
 
     fn check_queue_reuse(&self, q: &QueueRef, req: &QueueDeclare, conn_id: u64) -> AmqpResult<()> {

@@ -23,6 +23,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The broker's data directory, removed when the broker is dropped.
+    _data_dir: tempfile::TempDir,
 }
 
 impl TestBroker {
@@ -30,7 +32,10 @@ impl TestBroker {
         Self::start_with(Config::default()).await
     }
 
-    pub async fn start_with(config: Config) -> TestBroker {
+    /// Starts with `config`, in a fresh temporary data directory.
+    pub async fn start_with(mut config: Config) -> TestBroker {
+        let data_dir = tempfile::tempdir().unwrap();
+        config.data_dir = data_dir.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -39,6 +44,7 @@ impl TestBroker {
             addr,
             shutdown,
             task: Some(task),
+            _data_dir: data_dir,
         }
     }
 

@@ -117,6 +117,17 @@ impl Channel {
                 &mut self.routed,
             );
         }
+        // Confirm mode: a persistent message going to queues that store it is confirmed only
+        // once each of them has it on disk; they hold a guard each until then.
+        let seq = self.confirm.as_mut().map(|c| c.count_publish());
+        let persistent = message.persistent();
+        let mut guards = match (&mut self.confirm, seq) {
+            (Some(c), Some(seq)) if persistent => {
+                let stored = self.routed.iter().filter(|q| q.stores_messages()).count();
+                c.guards(&ctx.handle, self.id, self.epoch, seq, stored)
+            }
+            _ => Vec::new(),
+        };
         if self.routed.is_empty() {
             if publish.mandatory {
                 codec::encode_return(
@@ -131,12 +142,17 @@ impl Channel {
             }
         } else {
             for q in self.routed.drain(..) {
-                // A queue deleted since the snapshot was taken simply drops the message.
-                let _ = q.send(QueueCmd::Publish(message.clone())).await;
+                let guard = if persistent && q.stores_messages() {
+                    guards.pop()
+                } else {
+                    None
+                };
+                // A queue deleted since the snapshot was taken drops the message (and its
+                // guard, which counts as done).
+                let _ = q.send(QueueCmd::Publish(message.clone(), guard)).await;
             }
         }
-        if let Some(c) = &mut self.confirm {
-            c.published += 1;
+        if seq.is_some() {
             ctx.confirms_pending = true;
         }
         Ok(())

@@ -5,6 +5,7 @@
 
 pub mod assembler;
 mod basic;
+pub mod confirm;
 mod exchange;
 mod queue;
 pub mod unacked;
@@ -17,6 +18,7 @@ use crate::queue::consumer::{ChannelCredit, ConsumerShared};
 use crate::queue::{QueueCmd, QueueRef};
 use amq_protocol::protocol::{basic as amqp_basic, channel as amqp_channel, AMQPClass};
 use assembler::Assembler;
+use confirm::Confirms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use unacked::{group_by_queue, Unacked, UnackedSet};
@@ -43,6 +45,8 @@ struct ConsumerEntry {
 
 pub struct Channel {
     pub id: ChannelId,
+    /// Distinguishes this channel from earlier ones with the same id on the connection.
+    pub epoch: u64,
     pub state: ChannelState,
     assembler: Assembler,
     next_delivery_tag: u64,
@@ -60,16 +64,11 @@ pub struct Channel {
     routed: Vec<QueueRef>,
 }
 
-#[derive(Debug, Default)]
-struct Confirms {
-    published: u64,
-    confirmed: u64,
-}
-
 impl Channel {
-    pub fn new(id: ChannelId) -> Self {
+    pub fn new(id: ChannelId, epoch: u64) -> Self {
         Channel {
             id,
+            epoch,
             state: ChannelState::Open,
             assembler: Assembler::default(),
             next_delivery_tag: 1,
@@ -214,20 +213,20 @@ impl Channel {
         Ok(())
     }
 
-    /// Sends basic.ack for every publish confirmed since the last flush, as one `multiple`
-    /// ack when there are several. Called once per batch of frames read.
+    /// Sends basic.ack (and basic.nack) for every publish settled since the last flush,
+    /// coalesced with `multiple`. Called once per batch of frames or mailbox messages.
     pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
         if let Some(c) = &mut self.confirm {
-            if c.published > c.confirmed {
-                let multiple = c.published - c.confirmed > 1;
-                crate::connection::codec::encode_ack(
-                    &mut ctx.out.buf,
-                    self.id,
-                    c.published,
-                    multiple,
-                );
-                c.confirmed = c.published;
+            if c.has_news() {
+                c.flush(&mut ctx.out.buf, self.id);
             }
+        }
+    }
+
+    /// A confirm-mode publish has been stored by all its durable queues (or failed to be).
+    pub fn confirmed(&mut self, seq: u64, ok: bool) {
+        if let Some(c) = &mut self.confirm {
+            c.complete(seq, ok);
         }
     }
 
@@ -335,6 +334,8 @@ pub async fn return_undelivered(d: Delivery) {
             id: d.msg_id,
             message: d.message,
             redelivered: d.redelivered,
+            // A no-ack delivery was already removed from the store when it was handed out.
+            location: None,
         })
     } else {
         d.consumer.settle();

@@ -21,6 +21,13 @@ pub struct Delivery {
 #[derive(Debug)]
 pub enum ConnMsg {
     Deliver(Delivery),
+    /// Every queue a confirm-mode publish went to has stored it (`ok`) or failed to.
+    Confirmed {
+        channel: u16,
+        epoch: u64,
+        seq: u64,
+        ok: bool,
+    },
     /// The queue was deleted: the consumer is gone (basic.cancel to clients that asked for it).
     ConsumerCancelled {
         consumer: Arc<ConsumerShared>,

@@ -56,6 +56,8 @@ pub struct ConnCtx {
     pub out: Outbound,
     /// Exclusive queues this connection declared: deleted when it closes.
     pub exclusive_queues: Vec<QueueRef>,
+    /// Channels opened so far: each channel's epoch.
+    pub channels_opened: u64,
     /// Set when a channel counted a publish in confirm mode since the last flush.
     pub confirms_pending: bool,
 }
@@ -144,6 +146,7 @@ async fn serve_inner(
             out,
             exclusive_queues: Vec::new(),
             confirms_pending: false,
+            channels_opened: 0,
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,
@@ -220,6 +223,7 @@ impl Connection {
                     for msg in msgs.drain(..) {
                         self.on_conn_msg(msg).await;
                     }
+                    self.flush_confirms();
                 }
                 _ = heartbeat_check.tick(), if !self.heartbeat.is_zero() => {
                     if self.last_read.elapsed() > self.heartbeat * 2 {
@@ -270,13 +274,17 @@ impl Connection {
                 return Ok(());
             }
         }
+        self.flush_confirms();
+        Ok(())
+    }
+
+    fn flush_confirms(&mut self) {
         if self.ctx.confirms_pending {
             self.ctx.confirms_pending = false;
             for ch in self.channels.values_mut() {
                 ch.flush_confirms(&mut self.ctx);
             }
         }
-        Ok(())
     }
 
     async fn on_frame(&mut self, frame: Frame) -> AmqpResult<()> {
@@ -315,7 +323,8 @@ impl Connection {
                 Frame::Method(_, m)
                     if matches!(*m, AMQPClass::Channel(amqp_channel::AMQPMethod::Open(_))) =>
                 {
-                    channels.insert(channel, Channel::new(channel));
+                    ctx.channels_opened += 1;
+                    channels.insert(channel, Channel::new(channel, ctx.channels_opened));
                     ctx.out.method(
                         channel,
                         AMQPClass::Channel(amqp_channel::AMQPMethod::OpenOk(
@@ -440,6 +449,17 @@ impl Connection {
                 match self.channels.get_mut(&d.consumer.channel) {
                     Some(ch) if open => ch.deliver(&mut self.ctx, d).await,
                     _ => return_undelivered(d).await,
+                }
+            }
+            ConnMsg::Confirmed {
+                channel,
+                epoch,
+                seq,
+                ok,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel).filter(|c| c.epoch == epoch) {
+                    ch.confirmed(seq, ok);
+                    self.ctx.confirms_pending = true;
                 }
             }
             ConnMsg::ConsumerCancelled { consumer } => {

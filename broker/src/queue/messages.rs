@@ -7,6 +7,7 @@
 //! original order, without shifting the deque.
 
 use crate::message::Message;
+use crate::store::Location;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub struct Entry {
     pub id: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// Where the queue's store holds it (persistent messages of stored queues).
+    pub location: Option<Location>,
 }
 
 #[derive(Debug, Default)]
@@ -26,13 +29,30 @@ pub struct Messages {
 }
 
 impl Messages {
-    pub fn push(&mut self, message: Arc<Message>) {
+    /// The id the next pushed message will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id + 1
+    }
+
+    pub fn push(&mut self, message: Arc<Message>, location: Option<Location>) {
         self.next_id += 1;
         self.ready.push_back(Entry {
             id: self.next_id,
             message,
             redelivered: false,
+            location,
         });
+    }
+
+    /// New messages get ids from `next` on (a store's ids must not be reused).
+    pub fn number_from(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next.saturating_sub(1));
+    }
+
+    /// Puts back a message recovered from the store; ids must come in increasing order.
+    pub fn push_recovered(&mut self, entry: Entry) {
+        self.next_id = self.next_id.max(entry.id);
+        self.ready.push_back(entry);
     }
 
     /// Ready messages (what declare-ok and get-ok report as the message count).
@@ -90,12 +110,11 @@ impl Messages {
         self.returned.insert(entry.id, entry);
     }
 
-    /// Drops every ready message; returns how many.
-    pub fn purge(&mut self) -> usize {
-        let n = self.ready_len();
-        self.ready.clear();
-        self.returned.clear();
-        n
+    /// Drops every ready message and returns them.
+    pub fn purge(&mut self) -> Vec<Entry> {
+        let mut purged: Vec<Entry> = std::mem::take(&mut self.returned).into_values().collect();
+        purged.extend(self.ready.drain(..));
+        purged
     }
 }
 
@@ -130,7 +149,7 @@ mod tests {
     fn fifo_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c"] {
-            m.push(msg(b));
+            m.push(msg(b), None);
         }
         assert_eq!(m.ready_len(), 3);
         let got: Vec<_> = bodies(&mut m).into_iter().map(|(b, _)| b).collect();
@@ -141,7 +160,7 @@ mod tests {
     fn requeued_messages_return_ahead_of_newer_ones_in_original_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c", "d"] {
-            m.push(msg(b));
+            m.push(msg(b), None);
         }
         let a = m.pop().map(|e| e.id);
         let b = m.pop().map(|e| e.id);
@@ -151,9 +170,10 @@ mod tests {
                 id,
                 message: msg(if id == 1 { "a" } else { "b" }),
                 redelivered: false,
+                location: None,
             });
         }
-        m.push(msg("e"));
+        m.push(msg("e"), None);
         // requeue in reverse order: position comes from the id, not the call order
         m.requeue(&[2, 1], true);
         assert_eq!(m.unacked_len(), 0);
@@ -172,14 +192,14 @@ mod tests {
     #[test]
     fn ack_of_unknown_id_is_ignored_and_purge_counts_ready_only() {
         let mut m = Messages::default();
-        m.push(msg("a"));
-        m.push(msg("b"));
+        m.push(msg("a"), None);
+        m.push(msg("b"), None);
         let e = m.pop();
         if let Some(e) = e {
             m.track_unacked(e);
         }
         assert!(m.ack(&[42]).is_empty());
-        assert_eq!(m.purge(), 1);
+        assert_eq!(m.purge().len(), 1);
         assert_eq!(m.unacked_len(), 1);
         assert_eq!(m.ack(&[1]).len(), 1);
     }

@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod messages;
+pub mod storage;
 mod task;
 
 use crate::connection::handle::ConnHandle;
@@ -22,7 +23,9 @@ pub use task::spawn;
 /// back-pressure that stops a publishing connection from reading its socket).
 #[derive(Debug)]
 pub enum QueueCmd {
-    Publish(Arc<Message>),
+    /// A published message; the guard (confirm mode, persistent message, queue with a store)
+    /// is dropped once the message is on disk.
+    Publish(Arc<Message>, Option<crate::channel::confirm::ConfirmGuard>),
     Consume {
         consumer: Arc<ConsumerShared>,
         conn: ConnHandle,
@@ -89,6 +92,9 @@ pub struct QueueShared {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// Persistent messages published to this queue are written to its store (a durable queue
+    /// that survives restarts: not exclusive, not auto-delete).
+    pub stored: bool,
     pub(crate) tx: mpsc::Sender<QueueCmd>,
 }
 
@@ -138,6 +144,11 @@ impl QueueRef {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         rx.await.map_err(|_| QueueGone)
+    }
+
+    /// Whether persistent messages routed here are written to disk (and confirmed after fsync).
+    pub fn stores_messages(&self) -> bool {
+        self.0.stored
     }
 
     pub fn is_exclusive(&self) -> bool {

@@ -3,6 +3,7 @@
 
 use super::consumer::ConsumerShared;
 use super::messages::{Entry, Messages};
+use super::storage::{recovered_entry, QueueStorage};
 use super::{GetReply, QueueCmd, QueueRef, QueueShared, QueueStats};
 use crate::connection::handle::{ConnHandle, ConnMsg, Delivery};
 use crate::error::AmqpError;
@@ -29,22 +30,35 @@ struct QueueTask {
     /// Round-robin order: the next consumer to try is at the front.
     consumers: VecDeque<Consumer>,
     had_consumer: bool,
+    /// Durable queues that survive restarts write persistent messages here.
+    storage: Option<QueueStorage>,
 }
 
-/// Creates the queue's shared description and starts its task.
+/// Creates the queue's shared description and starts its task. A stored queue starts with the
+/// messages recovered from its store.
 pub fn spawn(
     mut shared: impl FnMut(mpsc::Sender<QueueCmd>) -> QueueShared,
     vhost: Arc<VHost>,
+    storage: Option<(QueueStorage, Vec<crate::store::Recovered>)>,
 ) -> QueueRef {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let queue = QueueRef(Arc::new(shared(tx)));
     let span = tracing::debug_span!("queue", name = %queue.name, vhost = %queue.vhost);
+    let mut messages = Messages::default();
+    let storage = storage.map(|(storage, recovered)| {
+        for r in recovered {
+            messages.push_recovered(recovered_entry(r));
+        }
+        messages.number_from(storage.next_id());
+        storage
+    });
     let task = QueueTask {
         queue: queue.clone(),
         vhost,
-        messages: Messages::default(),
+        messages,
         consumers: VecDeque::new(),
         had_consumer: false,
+        storage,
     };
     tokio::spawn(task.run(rx).instrument(span));
     queue
@@ -69,6 +83,9 @@ impl QueueTask {
                 }
             }
             self.deliver();
+            if let Some(storage) = &mut self.storage {
+                storage.end_of_batch();
+            }
             if self.should_auto_delete() {
                 debug!("auto-deleting queue after its last consumer went");
                 self.vhost.forget_queue(&self.queue);
@@ -80,7 +97,16 @@ impl QueueTask {
 
     fn handle(&mut self, cmd: QueueCmd) -> Flow {
         match cmd {
-            QueueCmd::Publish(message) => self.messages.push(message),
+            QueueCmd::Publish(message, guard) => {
+                let location = match &mut self.storage {
+                    Some(storage) if message.persistent() => {
+                        storage.append(self.messages.next_id(), &message, guard)
+                    }
+                    // Not stored: the guard (if any) is done as soon as it is enqueued.
+                    _ => None,
+                };
+                self.messages.push(message, location);
+            }
             QueueCmd::Consume {
                 consumer,
                 conn,
@@ -101,18 +127,21 @@ impl QueueTask {
                     return Flow::Stop;
                 }
             }
-            QueueCmd::Ack(ids) => {
-                self.messages.ack(&ids);
+            QueueCmd::Ack(ids) | QueueCmd::Discard(ids) => {
+                let gone = self.messages.ack(&ids);
+                if let Some(storage) = &mut self.storage {
+                    storage.removed(&gone);
+                }
             }
             QueueCmd::Requeue { ids, delivered } => self.messages.requeue(&ids, delivered),
             QueueCmd::Restore(entry) => self.messages.unpop(entry),
-            QueueCmd::Discard(ids) => {
-                self.messages.ack(&ids);
-            }
             QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
             QueueCmd::Purge { reply } => {
-                let n = self.messages.purge();
-                let _ = reply.send(u32::try_from(n).unwrap_or(u32::MAX));
+                let purged = self.messages.purge();
+                if let Some(storage) = &mut self.storage {
+                    storage.removed(&purged);
+                }
+                let _ = reply.send(u32::try_from(purged.len()).unwrap_or(u32::MAX));
             }
             QueueCmd::Delete {
                 if_unused,
@@ -135,6 +164,9 @@ impl QueueTask {
                 }
                 let n = self.messages.ready_len();
                 self.cancel_all_consumers();
+                if let Some(storage) = self.storage.take() {
+                    storage.destroy();
+                }
                 let _ = reply.send(Ok(u32::try_from(n).unwrap_or(u32::MAX)));
                 return Flow::Stop;
             }
@@ -187,6 +219,13 @@ impl QueueTask {
             redelivered: entry.redelivered,
             remaining,
         };
+        if let Some(storage) = &mut self.storage {
+            if no_ack {
+                storage.removed([&entry]);
+            } else {
+                storage.delivered(&entry);
+            }
+        }
         if !no_ack {
             self.messages.track_unacked(entry.clone());
         }
@@ -230,6 +269,16 @@ impl QueueTask {
     fn send_delivery(&mut self, consumer: &Consumer, entry: Entry) -> bool {
         let shared = &consumer.shared;
         shared.record_delivery();
+        if let Some(storage) = &mut self.storage {
+            // A no-ack delivery consumes the message. (Should it never reach the client, it
+            // comes back to the queue in memory only: the rare price of not waiting for the
+            // socket write before forgetting it on disk.)
+            if shared.no_ack {
+                storage.removed([&entry]);
+            } else {
+                storage.delivered(&entry);
+            }
+        }
         if !shared.no_ack {
             self.messages.track_unacked(entry.clone());
         }

@@ -1,0 +1,136 @@
+//! A stored queue's link to its `QueueStore`: appends persistent messages, records first
+//! deliveries and removals, flushes once per batch, and hands the confirm guards of the batch
+//! to the sync thread so publishers are confirmed only after the fsync.
+
+use super::messages::Entry;
+use crate::channel::confirm::ConfirmGuard;
+use crate::connection::frame::ShortStr;
+use crate::connection::properties::walk_basic_properties;
+use crate::message::Message;
+use crate::store::sync::{SyncJob, Syncer};
+use crate::store::{Location, QueueStore, Recovered, StoredMessage};
+use std::sync::Arc;
+use tracing::{error, warn};
+
+pub struct QueueStorage {
+    store: Box<dyn QueueStore>,
+    syncer: Syncer,
+    /// Guards of messages appended in this batch, released after the next fsync.
+    waiting: Vec<ConfirmGuard>,
+    /// A write failed since the last successful flush: the batch's guards are failed.
+    failed: bool,
+}
+
+impl QueueStorage {
+    pub fn new(store: Box<dyn QueueStore>, syncer: Syncer) -> Self {
+        QueueStorage {
+            store,
+            syncer,
+            waiting: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// The id the queue's next message must have at least.
+    pub fn next_id(&self) -> u64 {
+        self.store.next_id()
+    }
+
+    /// Appends a persistent message; `None` when the write failed (the publisher is nacked).
+    pub fn append(
+        &mut self,
+        id: u64,
+        message: &Message,
+        guard: Option<ConfirmGuard>,
+    ) -> Option<Location> {
+        let stored = StoredMessage {
+            exchange: message.exchange.as_str().to_string(),
+            routing_key: message.routing_key.as_str().to_string(),
+            properties: message.properties.clone(),
+            body: message.body.clone(),
+        };
+        match self.store.append(id, &stored) {
+            Ok(location) => {
+                self.waiting.extend(guard);
+                Some(location)
+            }
+            Err(e) => {
+                error!(error = %e, "cannot store a persistent message");
+                if let Some(g) = guard {
+                    g.fail();
+                }
+                None
+            }
+        }
+    }
+
+    /// The first delivery of a stored message: after a restart it comes back redelivered.
+    pub fn delivered(&mut self, entry: &Entry) {
+        if entry.location.is_some() && !entry.redelivered {
+            if let Err(e) = self.store.mark_delivered(entry.id) {
+                warn!(error = %e, "cannot record a delivery");
+            }
+        }
+    }
+
+    /// Messages gone for good (acked, dropped, purged, consumed without ack).
+    pub fn removed<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) {
+        let gone: Vec<(u64, Location)> = entries
+            .into_iter()
+            .filter_map(|e| e.location.map(|l| (e.id, l)))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.remove(&gone) {
+            warn!(error = %e, "cannot record removed messages");
+        }
+    }
+
+    /// End of a queue batch: one write to the OS, then the fsync job for waiting confirms.
+    pub fn end_of_batch(&mut self) {
+        if let Err(e) = self.store.flush() {
+            error!(error = %e, "cannot write to the queue's store");
+            self.failed = true;
+        }
+        if self.waiting.is_empty() {
+            return;
+        }
+        let guards = std::mem::take(&mut self.waiting);
+        if std::mem::take(&mut self.failed) {
+            for g in &guards {
+                g.fail();
+            }
+            return;
+        }
+        self.syncer.submit(SyncJob {
+            files: self.store.sync_files(),
+            guards,
+        });
+    }
+
+    /// The queue was deleted: its files go too.
+    pub fn destroy(self) {
+        if let Err(e) = self.store.destroy() {
+            warn!(error = %e, "cannot remove the deleted queue's files");
+        }
+    }
+}
+
+/// A recovered record as a queue entry (its property summary recomputed from the raw bytes).
+pub fn recovered_entry(r: Recovered) -> Entry {
+    let summary = walk_basic_properties(&r.message.properties).unwrap_or_default();
+    let message = Message {
+        exchange: ShortStr::from_string(r.message.exchange).unwrap_or_default(),
+        routing_key: ShortStr::from_string(r.message.routing_key).unwrap_or_default(),
+        properties: r.message.properties,
+        summary,
+        body: r.message.body,
+    };
+    Entry {
+        id: r.id,
+        message: Arc::new(message),
+        redelivered: r.delivered,
+        location: Some(r.location),
+    }
+}
