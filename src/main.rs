@@ -62,12 +62,6 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        return Err(std::io::Error::new(
-            e.kind(),
-            format!("cannot create data dir {}: {e}", config.data_dir.display()),
-        ));
-    }
     let addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

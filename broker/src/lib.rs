@@ -19,6 +19,7 @@ pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod defs;
 pub mod error;
 pub mod exchange;
 pub mod message;

@@ -4,6 +4,7 @@
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::store::meta::MetaStore;
 use crate::store::segment::SegmentStore;
 use crate::store::sync::Syncer;
 use crate::store::Persistence;
@@ -35,12 +36,26 @@ impl BrokerShared {
                 format!("cannot create data dir {}: {e}", config.data_dir.display()),
             )
         })?;
+        let (meta, doc) = MetaStore::open(&config.data_dir)?;
         let persistence = Arc::new(Persistence {
             store: Box::new(SegmentStore::new(&config.data_dir)?),
             syncer: Syncer::start()?,
+            meta,
         });
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), VHost::new("/", persistence));
+        let root = VHost::new("/", persistence.clone());
+        root.restore(&doc);
+        vhosts.insert("/".to_string(), root);
+        // Stores of queues deleted while the broker was down (or mid-delete) go now.
+        let keep: Vec<(String, String)> = vhosts
+            .values()
+            .flat_map(|v| {
+                v.stored_queue_names()
+                    .into_iter()
+                    .map(|q| (v.name.clone(), q))
+            })
+            .collect();
+        persistence.store.remove_other_queues(&keep)?;
         Ok(BrokerShared {
             config,
             users: Users::default(),

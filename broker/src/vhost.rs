@@ -2,16 +2,19 @@
 //! (`Topology`) swapped atomically on every topology change, so publishing takes no lock.
 //! Changes are serialised by one mutex that is held only while the next snapshot is built.
 
+use crate::defs::{json_to_table, table_to_json};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Bindings, ExchangeKind};
 use crate::queue::storage::QueueStorage;
 use crate::queue::{self, QueueRef, QueueShared};
+use crate::store::meta::VhostTopology;
 use crate::store::Persistence;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use arc_swap::{ArcSwap, Guard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use warren_definitions as defs_model;
 
 static NEXT_QUEUE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -31,6 +34,12 @@ impl Exchange {
     pub fn is_reserved(&self) -> bool {
         is_reserved_name(&self.name)
     }
+}
+
+/// Durable exchanges outlive the broker, except auto-delete ones and the predeclared ones
+/// (which every vhost gets anyway).
+fn exchange_persisted(x: &Exchange) -> bool {
+    x.durable && !x.auto_delete && !is_reserved_name(&x.name)
 }
 
 fn is_reserved_name(name: &str) -> bool {
@@ -97,6 +106,8 @@ pub struct ExchangeDeclare {
 pub struct VHost {
     pub name: String,
     persistence: Arc<Persistence>,
+    /// The metadata version holding this vhost's latest durable change.
+    meta_pending: AtomicU64,
     snapshot: ArcSwap<Topology>,
     /// Serialises topology changes. A std mutex: it is held only while a new snapshot is
     /// built (no `.await` inside), and never on the publish path.
@@ -153,6 +164,7 @@ impl VHost {
         Arc::new(VHost {
             name: name.to_string(),
             persistence,
+            meta_pending: AtomicU64::new(0),
             snapshot: ArcSwap::from_pointee(topology),
             write: Mutex::new(()),
         })
@@ -163,16 +175,150 @@ impl VHost {
         self.snapshot.load()
     }
 
-    /// Builds the next snapshot from the current one under the write mutex.
-    fn update<T>(&self, f: impl FnOnce(&mut Topology) -> AmqpResult<T>) -> AmqpResult<T> {
+    /// Builds the next snapshot from the current one under the write mutex. The closure also
+    /// says whether durable topology changed; if so the metadata store gets the vhost's new
+    /// durable topology (still under the mutex, so it never sees an older one after a newer).
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&mut Topology, &mut bool) -> AmqpResult<T>,
+    ) -> AmqpResult<T> {
         let _guard = self
             .write
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = Topology::clone(&self.snapshot.load());
-        let result = f(&mut next)?;
+        let mut durable_change = false;
+        let result = f(&mut next, &mut durable_change)?;
+        if durable_change {
+            let version = self
+                .persistence
+                .meta
+                .set_vhost_topology(&self.name, self.durable_topology(&next));
+            self.meta_pending.fetch_max(version, Ordering::AcqRel);
+        }
         self.snapshot.store(Arc::new(next));
         Ok(result)
+    }
+
+    /// Waits until the metadata store has this vhost's latest durable topology on disk.
+    /// Called before a durable declare/delete/bind is answered.
+    pub async fn sync_metadata(&self) -> AmqpResult<()> {
+        let version = self.meta_pending.load(Ordering::Acquire);
+        self.persistence.meta.persist(version).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot write the metadata file");
+            AmqpError::internal_error("cannot write the broker's metadata to disk")
+        })
+    }
+
+    /// The durable part of a topology in definitions form: what survives a restart.
+    fn durable_topology(&self, topo: &Topology) -> VhostTopology {
+        let mut t = VhostTopology::default();
+        for x in topo.exchanges.values() {
+            if exchange_persisted(x) {
+                t.exchanges.push(defs_model::Exchange {
+                    name: x.name.clone(),
+                    vhost: self.name.clone(),
+                    kind: x.kind.name().to_string(),
+                    durable: true,
+                    auto_delete: false,
+                    internal: x.internal,
+                    arguments: table_to_json(&x.arguments),
+                    ..Default::default()
+                });
+            }
+            if exchange_persisted(x) || (x.name.starts_with("amq.")) {
+                for (q, key, args) in x.bindings.iter() {
+                    if q.stores_messages() {
+                        t.bindings.push(defs_model::Binding {
+                            source: x.name.clone(),
+                            vhost: self.name.clone(),
+                            destination: q.name.clone(),
+                            destination_type: defs_model::DestinationType::Queue,
+                            routing_key: key.to_string(),
+                            arguments: table_to_json(args),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+        for q in topo.queues.values() {
+            if q.stores_messages() {
+                t.queues.push(defs_model::Queue {
+                    name: q.name.clone(),
+                    vhost: self.name.clone(),
+                    durable: true,
+                    auto_delete: false,
+                    arguments: table_to_json(&q.arguments),
+                    ..Default::default()
+                });
+            }
+        }
+        t.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        t.queues.sort_by(|a, b| a.name.cmp(&b.name));
+        t.bindings.sort_by(|a, b| {
+            (&a.source, &a.destination, &a.routing_key).cmp(&(
+                &b.source,
+                &b.destination,
+                &b.routing_key,
+            ))
+        });
+        t
+    }
+
+    /// Re-creates this vhost's durable topology from the metadata document at startup
+    /// (recovering each durable queue's messages). Entries that no longer make sense are
+    /// logged and skipped.
+    pub fn restore(self: &Arc<Self>, doc: &warren_definitions::Definitions) {
+        let ours = |vhost: &str| vhost == self.name || (vhost.is_empty() && self.name == "/");
+        for x in doc.exchanges.iter().filter(|x| ours(&x.vhost)) {
+            let req = ExchangeDeclare {
+                name: x.name.clone(),
+                kind: x.kind.clone(),
+                passive: false,
+                durable: x.durable,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: json_to_table(&x.arguments),
+            };
+            if let Err(e) = self.declare_exchange(&req) {
+                tracing::warn!(exchange = %x.name, error = %e, "exchange not restored");
+            }
+        }
+        for q in doc.queues.iter().filter(|q| ours(&q.vhost)) {
+            let req = QueueDeclare {
+                name: q.name.clone(),
+                passive: false,
+                durable: q.durable,
+                exclusive: false,
+                auto_delete: q.auto_delete,
+                arguments: json_to_table(&q.arguments),
+                server_named: true,
+            };
+            if let Err(e) = self.declare_queue(&req, 0) {
+                tracing::warn!(queue = %q.name, error = %e, "queue not restored");
+            }
+        }
+        for b in doc.bindings.iter().filter(|b| ours(&b.vhost)) {
+            if b.destination_type != defs_model::DestinationType::Queue {
+                tracing::warn!(source = %b.source, destination = %b.destination, "exchange-to-exchange binding not restored (not supported yet)");
+                continue;
+            }
+            let args = json_to_table(&b.arguments);
+            if let Err(e) = self.bind_queue(&b.destination, &b.source, &b.routing_key, &args, 0) {
+                tracing::warn!(source = %b.source, queue = %b.destination, error = %e, "binding not restored");
+            }
+        }
+    }
+
+    /// The stored queues of this vhost (to tell the store which directories are live).
+    pub fn stored_queue_names(&self) -> Vec<String> {
+        self.topology()
+            .queues
+            .values()
+            .filter(|q| q.stores_messages())
+            .map(|q| q.name.clone())
+            .collect()
     }
 
     pub fn declare_exchange(&self, req: &ExchangeDeclare) -> AmqpResult<()> {
@@ -206,22 +352,21 @@ impl VHost {
                 req.name
             )));
         }
-        self.update(|topo| {
+        self.update(|topo, durable_change| {
             if let Some(x) = topo.exchanges.get(&req.name) {
                 return self.check_exchange_equivalence(x, kind, req);
             }
-            topo.exchanges.insert(
-                req.name.clone(),
-                Arc::new(Exchange {
-                    name: req.name.clone(),
-                    kind,
-                    durable: req.durable,
-                    auto_delete: req.auto_delete,
-                    internal: req.internal,
-                    arguments: req.arguments.clone(),
-                    bindings: Bindings::new(kind),
-                }),
-            );
+            let x = Exchange {
+                name: req.name.clone(),
+                kind,
+                durable: req.durable,
+                auto_delete: req.auto_delete,
+                internal: req.internal,
+                arguments: req.arguments.clone(),
+                bindings: Bindings::new(kind),
+            };
+            *durable_change = exchange_persisted(&x);
+            topo.exchanges.insert(req.name.clone(), Arc::new(x));
             Ok(())
         })
     }
@@ -266,7 +411,7 @@ impl VHost {
                 self.name
             )));
         }
-        self.update(|topo| {
+        self.update(|topo, durable_change| {
             // rabbitmq-compat: deleting a missing exchange succeeds (idempotent delete).
             let Some(x) = topo.exchanges.get(name) else {
                 return Ok(());
@@ -277,6 +422,7 @@ impl VHost {
                     self.name
                 )));
             }
+            *durable_change = exchange_persisted(x);
             topo.exchanges.remove(name);
             Ok(())
         })
@@ -301,7 +447,7 @@ impl VHost {
                 req.name
             )));
         }
-        self.update(|topo| {
+        self.update(|topo, durable_change| {
             if let Some(q) = topo.queues.get(&req.name) {
                 self.check_queue_reuse(q, req, conn_id)?;
                 return Ok((q.clone(), false));
@@ -330,6 +476,7 @@ impl VHost {
                 storage,
             );
             topo.queues.insert(req.name.clone(), q.clone());
+            *durable_change = stored;
             Ok((q, true))
         })
     }
@@ -467,13 +614,15 @@ impl VHost {
             return Err(default_exchange_refused());
         }
         let q = self.queue(queue, conn_id)?;
-        self.update(|topo| {
+        self.update(|topo, durable_change| {
             let x = topo
                 .exchanges
                 .get_mut(exchange)
                 .ok_or_else(|| AmqpError::no_exchange(exchange, &self.name))?;
             let had_bindings = !x.bindings.is_empty();
             let x = Arc::make_mut(x);
+            *durable_change =
+                q.stores_messages() && (exchange_persisted(x) || x.name.starts_with("amq."));
             change(x, q)?;
             if had_bindings && x.bindings.is_empty() && x.auto_delete {
                 topo.exchanges.remove(exchange);
@@ -485,9 +634,10 @@ impl VHost {
     /// Removes a queue (already stopped, or stopping) from the topology: its bindings go, and
     /// auto-delete exchanges left without bindings go with them.
     pub fn forget_queue(&self, q: &QueueRef) {
-        let _ = self.update(|topo| {
+        let _ = self.update(|topo, durable_change| {
             if topo.queues.get(&q.name) == Some(q) {
                 topo.queues.remove(&q.name);
+                *durable_change = q.stores_messages();
             }
             let mut emptied = Vec::new();
             for x in topo.exchanges.values_mut() {

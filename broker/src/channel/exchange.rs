@@ -9,7 +9,11 @@ use amq_protocol::protocol::exchange::{self as amqp_exchange, AMQPMethod};
 use amq_protocol::protocol::AMQPClass;
 
 impl Channel {
-    pub(super) fn exchange_method(&mut self, ctx: &mut ConnCtx, m: AMQPMethod) -> AmqpResult<()> {
+    pub(super) async fn exchange_method(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: AMQPMethod,
+    ) -> AmqpResult<()> {
         match m {
             AMQPMethod::Declare(d) => {
                 ctx.vhost.declare_exchange(&ExchangeDeclare {
@@ -21,6 +25,7 @@ impl Channel {
                     internal: d.internal,
                     arguments: d.arguments,
                 })?;
+                ctx.vhost.sync_metadata().await?;
                 if !d.nowait {
                     self.send_exchange(ctx, AMQPMethod::DeclareOk(amqp_exchange::DeclareOk {}));
                 }

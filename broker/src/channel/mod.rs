@@ -129,7 +129,7 @@ impl Channel {
             AMQPClass::Channel(m) => return self.channel_method(ctx, m).await,
             AMQPClass::Basic(m) => self.basic_method(ctx, m).await,
             AMQPClass::Queue(m) => self.queue_method(ctx, m).await,
-            AMQPClass::Exchange(m) => self.exchange_method(ctx, m),
+            AMQPClass::Exchange(m) => self.exchange_method(ctx, m).await,
             AMQPClass::Confirm(amq_protocol::protocol::confirm::AMQPMethod::Select(s)) => {
                 self.confirm_select(ctx, s.nowait)
             }

@@ -27,6 +27,7 @@ impl Channel {
                     &b.arguments,
                     ctx.id,
                 )?;
+                ctx.vhost.sync_metadata().await?;
                 if !b.nowait {
                     self.send_queue(ctx, AMQPMethod::BindOk(amqp_queue::BindOk {}));
                 }
@@ -42,6 +43,7 @@ impl Channel {
                     &u.arguments,
                     ctx.id,
                 )?;
+                ctx.vhost.sync_metadata().await?;
                 self.send_queue(ctx, AMQPMethod::UnbindOk(amqp_queue::UnbindOk {}));
                 Ok(())
             }
@@ -83,6 +85,7 @@ impl Channel {
                     Err(e) if e.code == crate::error::ReplyCode::NotFound => 0,
                     Err(e) => return Err(e),
                 };
+                ctx.vhost.sync_metadata().await?;
                 if !d.nowait {
                     self.send_queue(
                         ctx,
@@ -131,6 +134,7 @@ impl Channel {
                 .await
                 .map_err(|QueueGone| AmqpError::no_queue(&name, &ctx.vhost.name))?
         };
+        ctx.vhost.sync_metadata().await?;
         self.last_queue = Some(name.clone());
         if !d.nowait {
             self.send_queue(

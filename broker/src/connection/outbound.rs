@@ -85,3 +85,8 @@ pub fn short(s: &str) -> amq_protocol::types::ShortString {
     }
     amq_protocol::types::ShortString::from(&s[..end])
 }
+
+/// A ShortString, or `None` past 255 bytes (for names that must not be cut).
+pub fn short_checked(s: &str) -> Option<amq_protocol::types::ShortString> {
+    (s.len() <= 255).then(|| amq_protocol::types::ShortString::from(s))
+}

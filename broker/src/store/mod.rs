@@ -5,6 +5,7 @@
 //! publisher confirms go out.
 
 mod acklog;
+pub mod meta;
 mod record;
 mod recovery;
 pub mod segment;
@@ -96,6 +97,7 @@ pub trait Store: Send + Sync {
 pub struct Persistence {
     pub store: Box<dyn Store>,
     pub syncer: sync::Syncer,
+    pub meta: meta::MetaStore,
 }
 
 impl std::fmt::Debug for Persistence {
