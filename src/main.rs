@@ -15,7 +15,7 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
-    /// AMQP port.
+    /// AMQP port (0: any free port; the log says which).
     #[arg(long, default_value_t = 5672)]
     port: u16,
     /// Where durable state lives.
@@ -24,6 +24,13 @@ struct Args {
     /// Largest accepted message body in bytes (RabbitMQ 4's default: 16 MiB).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_message_size: u64,
+    /// Bytes of message data kept in queue memory; past it, persistent messages of durable
+    /// queues wait on disk until they are delivered.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    memory_budget: usize,
+    /// Free disk space (bytes) under the data dir below which publishers are blocked.
+    #[arg(long, default_value_t = 50_000_000)]
+    disk_free_limit: u64,
     /// Heartbeat interval offered to clients, in seconds (0 disables).
     #[arg(long, default_value_t = 60)]
     heartbeat: u64,
@@ -31,7 +38,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -43,6 +53,8 @@ fn main() -> ExitCode {
         data_dir: args.data_dir,
         max_message_size: args.max_message_size,
         heartbeat: Duration::from_secs(args.heartbeat),
+        memory_budget: args.memory_budget,
+        disk_free_limit: args.disk_free_limit,
         ..Config::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -225,6 +225,7 @@ async fn connection_start_carries_server_properties_and_capabilities() {
         [
             "authentication_failure_close",
             "basic.nack",
+            "connection.blocked",
             "consumer_cancel_notify",
             "per_consumer_qos",
             "publisher_confirms",

@@ -16,6 +16,11 @@ pub struct Config {
     pub channel_max: u16,
     /// Offered heartbeat interval; the client's lower value (or 0) wins.
     pub heartbeat: Duration,
+    /// Bytes of message data queues keep in memory; past it, persistent messages of durable
+    /// queues stay on disk until delivered.
+    pub memory_budget: usize,
+    /// Free disk space (bytes) under the data directory below which publishers are blocked.
+    pub disk_free_limit: u64,
     /// How long a client has to finish the handshake before its socket is closed.
     pub handshake_timeout: Duration,
 }
@@ -32,6 +37,9 @@ impl Default for Config {
             channel_max: 2047,
             heartbeat: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
+            memory_budget: 64 * 1024 * 1024,
+            // rabbitmq-compat: RabbitMQ's default disk_free_limit is 50 MB.
+            disk_free_limit: 50_000_000,
         }
     }
 }

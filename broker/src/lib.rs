@@ -15,6 +15,7 @@
 //! When a channel or connection closes, its unacked messages return to their queues, at their
 //! original position, marked redelivered.
 
+pub mod alarm;
 pub mod auth;
 pub mod channel;
 pub mod config;
@@ -30,4 +31,4 @@ pub mod store;
 pub mod vhost;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{run, Broker};

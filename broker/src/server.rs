@@ -1,9 +1,11 @@
 //! The accept loop. `run` takes an already-bound listener and a shutdown token, which makes
 //! in-process tests trivial: bind `127.0.0.1:0`, spawn `run`, connect.
 
+use crate::alarm::DiskAlarm;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::queue::memory::MemoryBudget;
 use crate::store::meta::MetaStore;
 use crate::store::segment::SegmentStore;
 use crate::store::sync::Syncer;
@@ -24,6 +26,7 @@ pub struct BrokerShared {
     pub config: Config,
     pub users: Users,
     pub vhosts: HashMap<String, Arc<VHost>>,
+    pub alarm: Arc<DiskAlarm>,
     next_connection_id: AtomicU64,
 }
 
@@ -37,10 +40,17 @@ impl BrokerShared {
             )
         })?;
         let (meta, doc) = MetaStore::open(&config.data_dir)?;
+        let alarm = Arc::new(DiskAlarm::new(
+            config.data_dir.clone(),
+            config.disk_free_limit,
+        ));
+        alarm.check();
         let persistence = Arc::new(Persistence {
             store: Box::new(SegmentStore::new(&config.data_dir)?),
             syncer: Syncer::start()?,
             meta,
+            budget: Arc::new(MemoryBudget::new(config.memory_budget)),
+            alarm: alarm.clone(),
         });
         let mut vhosts = HashMap::new();
         let root = VHost::new("/", persistence.clone());
@@ -60,6 +70,7 @@ impl BrokerShared {
             config,
             users: Users::default(),
             vhosts,
+            alarm,
             next_connection_id: AtomicU64::new(1),
         })
     }
@@ -69,34 +80,66 @@ impl BrokerShared {
     }
 }
 
-/// Serves AMQP on `listener` until `shutdown` is cancelled; then every connection is closed
-/// with 320 CONNECTION_FORCED and `run` returns once they have all finished.
+/// A broker opened on its data directory: serve it with `serve`, steer it with the rest.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    shared: Arc<BrokerShared>,
+}
+
+impl Broker {
+    /// Opens the data directory and recovers durable state. Must run inside the tokio runtime
+    /// (recovered queues start their tasks).
+    pub fn open(config: Config) -> io::Result<Broker> {
+        Ok(Broker {
+            shared: Arc::new(BrokerShared::open(config)?),
+        })
+    }
+
+    /// Changes the disk free limit at run time (like `rabbitmqctl set_disk_free_limit`).
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.shared.alarm.set_limit(bytes);
+    }
+
+    /// Serves AMQP on `listener` until `shutdown` is cancelled; then every connection is
+    /// closed with 320 CONNECTION_FORCED and `serve` returns once they have all finished.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        let broker = self.shared;
+        let tracker = TaskTracker::new();
+        let alarm = broker.alarm.clone();
+        tracker.spawn({
+            let shutdown = shutdown.clone();
+            async move { alarm.monitor(shutdown).await }
+        });
+        info!(addr = %listener.local_addr()?, "listening for AMQP 0-9-1");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tracker.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        drop(listener);
+        tracker.close();
+        tracker.wait().await;
+        info!("broker stopped");
+        Ok(())
+    }
+}
+
+/// Opens the broker on `config.data_dir` and serves AMQP on `listener` until `shutdown` is
+/// cancelled (see `Broker::serve`).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let broker = Arc::new(BrokerShared::open(config)?);
-    let tracker = TaskTracker::new();
-    info!(addr = %listener.local_addr()?, "listening for AMQP 0-9-1");
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracker.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    drop(listener);
-    tracker.close();
-    tracker.wait().await;
-    info!("broker stopped");
-    Ok(())
+    Broker::open(config)?.serve(listener, shutdown).await
 }

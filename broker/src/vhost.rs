@@ -397,6 +397,20 @@ impl VHost {
         if x.internal != req.internal {
             return mismatch("internal", &req.internal, &x.internal);
         }
+        // rabbitmq-compat: of an exchange's arguments only `alternate-exchange` must match
+        // (`rabbit_exchange:assert_args_equivalence`).
+        let key = "alternate-exchange";
+        let received = req.arguments.inner().get(key);
+        let current = x.arguments.inner().get(key);
+        if !args_equivalent(received, current) {
+            return Err(AmqpError::precondition_failed(format_args!(
+                "inequivalent arg '{key}' for exchange '{}' in vhost '{}': received {} but current is {}",
+                x.name,
+                self.name,
+                describe_arg(received, current.is_none()),
+                describe_arg(current, received.is_none()),
+            )));
+        }
         Ok(())
     }
 
@@ -474,6 +488,7 @@ impl VHost {
                 },
                 self.clone(),
                 storage,
+                self.persistence.budget.clone(),
             );
             topo.queues.insert(req.name.clone(), q.clone());
             *durable_change = stored;
@@ -486,7 +501,7 @@ impl VHost {
         let (store, recovered, issues) = self
             .persistence
             .store
-            .open_queue(&self.name, queue)
+            .open_queue(&self.name, queue, self.persistence.budget.available())
             .map_err(|e| {
                 tracing::error!(queue, vhost = %self.name, error = %e, "cannot open the queue's store");
                 AmqpError::internal_error(format_args!(
@@ -507,7 +522,11 @@ impl VHost {
         if !recovered.is_empty() {
             tracing::info!(queue, vhost = %self.name, messages = recovered.len(), "recovered messages");
         }
-        let storage = QueueStorage::new(store, self.persistence.syncer.clone());
+        let storage = QueueStorage::new(
+            store,
+            self.persistence.syncer.clone(),
+            self.persistence.alarm.clone(),
+        );
         Ok((storage, recovered))
     }
 

@@ -21,6 +21,8 @@ use warren_broker::Config;
 /// A broker running inside the test's runtime on 127.0.0.1:<ephemeral>.
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// Control of the running broker (e.g. the disk free limit).
+    pub broker: warren_broker::Broker,
     shutdown: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
     /// The broker's data directory, removed when the broker is dropped.
@@ -39,9 +41,11 @@ impl TestBroker {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(warren_broker::run(listener, config, shutdown.clone()));
+        let broker = warren_broker::Broker::open(config).unwrap();
+        let task = tokio::spawn(broker.clone().serve(listener, shutdown.clone()));
         TestBroker {
             addr,
+            broker,
             shutdown,
             task: Some(task),
             _data_dir: data_dir,
@@ -140,6 +144,7 @@ impl RawClient {
         ));
         let mut caps = FieldTable::default();
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
+        caps.insert("connection.blocked".into(), AMQPValue::Boolean(true));
         caps.insert(
             "authentication_failure_close".into(),
             AMQPValue::Boolean(true),

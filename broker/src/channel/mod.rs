@@ -106,6 +106,7 @@ impl Channel {
                 if p.immediate {
                     return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
                 }
+                ctx.publishes = true;
                 self.assembler.start(p);
             }
             Frame::Ack(_, a) => self.ack(a.delivery_tag, a.multiple).await?,
@@ -332,7 +333,7 @@ pub async fn return_undelivered(d: Delivery) {
     let cmd = if d.consumer.no_ack {
         QueueCmd::Restore(crate::queue::messages::Entry {
             id: d.msg_id,
-            message: d.message,
+            message: Some(d.message),
             redelivered: d.redelivered,
             // A no-ack delivery was already removed from the store when it was handed out.
             location: None,

@@ -297,6 +297,7 @@ fn server_properties() -> FieldTable {
         "consumer_cancel_notify",
         "per_consumer_qos",
         "authentication_failure_close",
+        "connection.blocked",
     ] {
         caps.insert(cap.into(), AMQPValue::Boolean(true));
     }

@@ -56,10 +56,19 @@ pub struct ConnCtx {
     pub out: Outbound,
     /// Exclusive queues this connection declared: deleted when it closes.
     pub exclusive_queues: Vec<QueueRef>,
+    /// The connection has published: it is blocked while the disk alarm is raised.
+    pub publishes: bool,
     /// Channels opened so far: each channel's epoch.
     pub channels_opened: u64,
     /// Set when a channel counted a publish in confirm mode since the last flush.
     pub confirms_pending: bool,
+}
+
+/// The read side of the socket with what has been read and the frame decoder.
+struct Input {
+    reader: OwnedReadHalf,
+    rbuf: BytesMut,
+    decoder: FrameDecoder,
 }
 
 struct Connection {
@@ -71,6 +80,8 @@ struct Connection {
     /// Set once the broker has sent connection.close: only close-ok (or close) matters now.
     closing_since: Option<Instant>,
     done: bool,
+    /// Whether the client was told connection.blocked (and not yet unblocked).
+    told_blocked: bool,
 }
 
 /// Serves one accepted socket until it closes.
@@ -146,6 +157,7 @@ async fn serve_inner(
             out,
             exclusive_queues: Vec::new(),
             confirms_pending: false,
+            publishes: false,
             channels_opened: 0,
         },
         channels: HashMap::new(),
@@ -154,9 +166,15 @@ async fn serve_inner(
         last_read: Instant::now(),
         closing_since: None,
         done: false,
+        told_blocked: false,
     };
-    conn.run(reader, rbuf, decoder, inbox, &writer_tx, shutdown)
-        .await;
+    let alarm = broker.alarm.subscribe();
+    let input = Input {
+        reader,
+        rbuf,
+        decoder,
+    };
+    conn.run(input, inbox, &writer_tx, alarm, shutdown).await;
     conn.finish(&writer_tx).await;
     drop(writer_tx);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer_task).await;
@@ -166,13 +184,18 @@ async fn serve_inner(
 impl Connection {
     async fn run(
         &mut self,
-        mut reader: OwnedReadHalf,
-        mut rbuf: BytesMut,
-        mut decoder: FrameDecoder,
+        input: Input,
         mut inbox: mpsc::UnboundedReceiver<ConnMsg>,
         writer_tx: &mpsc::Sender<Bytes>,
+        mut alarm: tokio::sync::watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) {
+        let mut alarm_alive = true;
+        let Input {
+            mut reader,
+            mut rbuf,
+            mut decoder,
+        } = input;
         let mut msgs = Vec::with_capacity(INBOX_BATCH);
         // Checked twice per interval, so silence is noticed between 2 and 2.5 intervals.
         let check_every = if self.heartbeat.is_zero() {
@@ -184,6 +207,17 @@ impl Connection {
         heartbeat_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.done {
             let closing_deadline = self.closing_since.map(|t| t + CLOSE_TIMEOUT);
+            // rabbitmq-compat: under a disk alarm, a connection that publishes is not read
+            // (TCP back-pressure holds its publishes) and, if it asked, is told why.
+            let blocked = *alarm.borrow() && self.ctx.publishes && self.closing_since.is_none();
+            if blocked != self.told_blocked {
+                self.notify_blocked(blocked);
+            }
+            if blocked {
+                // Not reading means not seeing heartbeats either: that is not the client's
+                // silence (RabbitMQ pauses its heartbeat monitor the same way).
+                self.last_read = Instant::now();
+            }
             tokio::select! {
                 biased;
                 permit = writer_tx.reserve(), if !self.ctx.out.is_empty() => {
@@ -199,7 +233,10 @@ impl Connection {
                     );
                     self.close_connection(&e).await;
                 }
-                read = reader.read_buf(&mut rbuf) => {
+                changed = alarm.changed(), if alarm_alive => {
+                    alarm_alive = changed.is_ok();
+                }
+                read = reader.read_buf(&mut rbuf), if !blocked => {
                     match read {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {}
@@ -415,6 +452,21 @@ impl Connection {
                 "content frames are not allowed on channel 0",
             )),
         }
+    }
+
+    fn notify_blocked(&mut self, blocked: bool) {
+        self.told_blocked = blocked;
+        if !self.ctx.caps.connection_blocked {
+            return;
+        }
+        let method = if blocked {
+            connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: "low on disk".into(),
+            })
+        } else {
+            connection::AMQPMethod::Unblocked(connection::Unblocked {})
+        };
+        self.ctx.out.method(0, AMQPClass::Connection(method));
     }
 
     fn send_close_ok(&mut self) {

@@ -14,15 +14,27 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub id: u64,
-    pub message: Arc<Message>,
+    /// `None` when paged out: the message is only in the queue's store (at `location`).
+    pub message: Option<Arc<Message>>,
     pub redelivered: bool,
     /// Where the queue's store holds it (persistent messages of stored queues).
     pub location: Option<Location>,
 }
 
+impl Entry {
+    /// Bytes this entry holds in memory.
+    pub fn resident(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| {
+            super::memory::weight(m.properties.len(), m.body.len())
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Messages {
     next_id: u64,
+    /// Bytes of ready messages held in memory (paged-out ones excluded).
+    resident: usize,
     ready: VecDeque<Entry>,
     returned: BTreeMap<u64, Entry>,
     unacked: HashMap<u64, Entry>,
@@ -34,14 +46,22 @@ impl Messages {
         self.next_id + 1
     }
 
-    pub fn push(&mut self, message: Arc<Message>, location: Option<Location>) {
+    /// Appends a new message (`None`: already paged out; then `location` must be set).
+    pub fn push(&mut self, message: Option<Arc<Message>>, location: Option<Location>) {
         self.next_id += 1;
-        self.ready.push_back(Entry {
+        let entry = Entry {
             id: self.next_id,
             message,
             redelivered: false,
             location,
-        });
+        };
+        self.resident += entry.resident();
+        self.ready.push_back(entry);
+    }
+
+    /// Bytes of ready messages held in memory.
+    pub fn resident(&self) -> usize {
+        self.resident
     }
 
     /// New messages get ids from `next` on (a store's ids must not be reused).
@@ -52,6 +72,7 @@ impl Messages {
     /// Puts back a message recovered from the store; ids must come in increasing order.
     pub fn push_recovered(&mut self, entry: Entry) {
         self.next_id = self.next_id.max(entry.id);
+        self.resident += entry.resident();
         self.ready.push_back(entry);
     }
 
@@ -75,11 +96,13 @@ impl Messages {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        if returned_first {
+        let entry = if returned_first {
             self.returned.pop_first().map(|(_, e)| e)
         } else {
             self.ready.pop_front()
-        }
+        }?;
+        self.resident -= entry.resident();
+        Some(entry)
     }
 
     /// Records a delivered message as awaiting ack.
@@ -100,6 +123,7 @@ impl Messages {
         for id in ids {
             if let Some(mut e) = self.unacked.remove(id) {
                 e.redelivered |= delivered;
+                self.resident += e.resident();
                 self.returned.insert(e.id, e);
             }
         }
@@ -107,6 +131,7 @@ impl Messages {
 
     /// Puts a message that was popped but could not be handed out back at the head.
     pub fn unpop(&mut self, entry: Entry) {
+        self.resident += entry.resident();
         self.returned.insert(entry.id, entry);
     }
 
@@ -114,6 +139,7 @@ impl Messages {
     pub fn purge(&mut self) -> Vec<Entry> {
         let mut purged: Vec<Entry> = std::mem::take(&mut self.returned).into_values().collect();
         purged.extend(self.ready.drain(..));
+        self.resident = 0;
         purged
     }
 }
@@ -137,10 +163,8 @@ mod tests {
     fn bodies(m: &mut Messages) -> Vec<(String, bool)> {
         std::iter::from_fn(|| m.pop())
             .map(|e| {
-                (
-                    String::from_utf8_lossy(&e.message.body).into_owned(),
-                    e.redelivered,
-                )
+                let body = e.message.map(|m| m.body.clone()).unwrap_or_default();
+                (String::from_utf8_lossy(&body).into_owned(), e.redelivered)
             })
             .collect()
     }
@@ -149,7 +173,7 @@ mod tests {
     fn fifo_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c"] {
-            m.push(msg(b), None);
+            m.push(Some(msg(b)), None);
         }
         assert_eq!(m.ready_len(), 3);
         let got: Vec<_> = bodies(&mut m).into_iter().map(|(b, _)| b).collect();
@@ -160,7 +184,7 @@ mod tests {
     fn requeued_messages_return_ahead_of_newer_ones_in_original_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c", "d"] {
-            m.push(msg(b), None);
+            m.push(Some(msg(b)), None);
         }
         let a = m.pop().map(|e| e.id);
         let b = m.pop().map(|e| e.id);
@@ -168,12 +192,12 @@ mod tests {
             let id = e.unwrap_or_default();
             m.track_unacked(Entry {
                 id,
-                message: msg(if id == 1 { "a" } else { "b" }),
+                message: Some(msg(if id == 1 { "a" } else { "b" })),
                 redelivered: false,
                 location: None,
             });
         }
-        m.push(msg("e"), None);
+        m.push(Some(msg("e")), None);
         // requeue in reverse order: position comes from the id, not the call order
         m.requeue(&[2, 1], true);
         assert_eq!(m.unacked_len(), 0);
@@ -192,8 +216,8 @@ mod tests {
     #[test]
     fn ack_of_unknown_id_is_ignored_and_purge_counts_ready_only() {
         let mut m = Messages::default();
-        m.push(msg("a"), None);
-        m.push(msg("b"), None);
+        m.push(Some(msg("a")), None);
+        m.push(Some(msg("b")), None);
         let e = m.pop();
         if let Some(e) = e {
             m.track_unacked(e);
@@ -202,5 +226,29 @@ mod tests {
         assert_eq!(m.purge().len(), 1);
         assert_eq!(m.unacked_len(), 1);
         assert_eq!(m.ack(&[1]).len(), 1);
+    }
+
+    #[test]
+    fn resident_bytes_follow_ready_messages_held_in_memory() {
+        let mut m = Messages::default();
+        let w = msg("abc");
+        let one = super::super::memory::weight(w.properties.len(), w.body.len());
+        m.push(Some(w), None);
+        m.push(
+            None,
+            Some(Location {
+                segment: 1,
+                offset: 0,
+                len: 10,
+            }),
+        );
+        assert_eq!(m.resident(), one, "a paged-out entry holds nothing");
+        let e = m.pop().unwrap();
+        assert_eq!(m.resident(), 0);
+        m.track_unacked(e);
+        m.requeue(&[1], true);
+        assert_eq!(m.resident(), one, "a requeued message is resident again");
+        assert_eq!(m.purge().len(), 2);
+        assert_eq!(m.resident(), 0);
     }
 }

@@ -3,6 +3,7 @@
 //! and talks to it through a bounded mailbox.
 
 pub mod consumer;
+pub mod memory;
 pub mod messages;
 pub mod storage;
 mod task;

@@ -3,6 +3,7 @@
 //! to the sync thread so publishers are confirmed only after the fsync.
 
 use super::messages::Entry;
+use crate::alarm::DiskAlarm;
 use crate::channel::confirm::ConfirmGuard;
 use crate::connection::frame::ShortStr;
 use crate::connection::properties::walk_basic_properties;
@@ -15,6 +16,7 @@ use tracing::{error, warn};
 pub struct QueueStorage {
     store: Box<dyn QueueStore>,
     syncer: Syncer,
+    alarm: Arc<DiskAlarm>,
     /// Guards of messages appended in this batch, released after the next fsync.
     waiting: Vec<ConfirmGuard>,
     /// A write failed since the last successful flush: the batch's guards are failed.
@@ -22,10 +24,11 @@ pub struct QueueStorage {
 }
 
 impl QueueStorage {
-    pub fn new(store: Box<dyn QueueStore>, syncer: Syncer) -> Self {
+    pub fn new(store: Box<dyn QueueStore>, syncer: Syncer, alarm: Arc<DiskAlarm>) -> Self {
         QueueStorage {
             store,
             syncer,
+            alarm,
             waiting: Vec::new(),
             failed: false,
         }
@@ -56,12 +59,20 @@ impl QueueStorage {
             }
             Err(e) => {
                 error!(error = %e, "cannot store a persistent message");
+                self.note_failure(&e);
                 if let Some(g) = guard {
                     g.fail();
                 }
                 None
             }
         }
+    }
+
+    /// Reads a paged-out message back from the store.
+    pub fn read(&mut self, id: u64, location: Location) -> std::io::Result<Arc<Message>> {
+        self.store
+            .read(id, location)
+            .map(|m| Arc::new(to_message(m)))
     }
 
     /// The first delivery of a stored message: after a restart it comes back redelivered.
@@ -91,6 +102,7 @@ impl QueueStorage {
     pub fn end_of_batch(&mut self) {
         if let Err(e) = self.store.flush() {
             error!(error = %e, "cannot write to the queue's store");
+            self.note_failure(&e);
             self.failed = true;
         }
         if self.waiting.is_empty() {
@@ -109,6 +121,15 @@ impl QueueStorage {
         });
     }
 
+    /// Out of space: publishers are blocked until the disk monitor finds room again.
+    fn note_failure(&self, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::StorageFull
+            || e.kind() == std::io::ErrorKind::QuotaExceeded
+        {
+            self.alarm.write_failed();
+        }
+    }
+
     /// The queue was deleted: its files go too.
     pub fn destroy(self) {
         if let Err(e) = self.store.destroy() {
@@ -117,20 +138,24 @@ impl QueueStorage {
     }
 }
 
-/// A recovered record as a queue entry (its property summary recomputed from the raw bytes).
+/// A recovered record as a queue entry (paged out if recovery left its body on disk).
 pub fn recovered_entry(r: Recovered) -> Entry {
-    let summary = walk_basic_properties(&r.message.properties).unwrap_or_default();
-    let message = Message {
-        exchange: ShortStr::from_string(r.message.exchange).unwrap_or_default(),
-        routing_key: ShortStr::from_string(r.message.routing_key).unwrap_or_default(),
-        properties: r.message.properties,
-        summary,
-        body: r.message.body,
-    };
     Entry {
         id: r.id,
-        message: Arc::new(message),
+        message: r.message.map(|m| Arc::new(to_message(m))),
         redelivered: r.delivered,
         location: Some(r.location),
+    }
+}
+
+/// A stored message in the broker's form (its property summary recomputed from the raw bytes).
+fn to_message(m: StoredMessage) -> Message {
+    let summary = walk_basic_properties(&m.properties).unwrap_or_default();
+    Message {
+        exchange: ShortStr::from_string(m.exchange).unwrap_or_default(),
+        routing_key: ShortStr::from_string(m.routing_key).unwrap_or_default(),
+        properties: m.properties,
+        summary,
+        body: m.body,
     }
 }

@@ -2,6 +2,7 @@
 //! round-robin while they have credit.
 
 use super::consumer::ConsumerShared;
+use super::memory::{self, MemoryBudget};
 use super::messages::{Entry, Messages};
 use super::storage::{recovered_entry, QueueStorage};
 use super::{GetReply, QueueCmd, QueueRef, QueueShared, QueueStats};
@@ -32,6 +33,26 @@ struct QueueTask {
     had_consumer: bool,
     /// Durable queues that survive restarts write persistent messages here.
     storage: Option<QueueStorage>,
+    budget: Arc<MemoryBudget>,
+    /// Resident bytes last reported to the budget.
+    reported: usize,
+}
+
+impl Drop for QueueTask {
+    fn drop(&mut self) {
+        // However the task ends, its messages no longer count against the budget.
+        self.budget.report(self.reported, 0);
+    }
+}
+
+/// What the unacked set keeps of a delivered message: stored ones are re-read from disk if
+/// they are ever requeued, so their bodies need not stay in memory meanwhile.
+fn unacked_copy(entry: &Entry) -> Entry {
+    let mut copy = entry.clone();
+    if copy.location.is_some() {
+        copy.message = None;
+    }
+    copy
 }
 
 /// Creates the queue's shared description and starts its task. A stored queue starts with the
@@ -40,6 +61,7 @@ pub fn spawn(
     mut shared: impl FnMut(mpsc::Sender<QueueCmd>) -> QueueShared,
     vhost: Arc<VHost>,
     storage: Option<(QueueStorage, Vec<crate::store::Recovered>)>,
+    budget: Arc<MemoryBudget>,
 ) -> QueueRef {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let queue = QueueRef(Arc::new(shared(tx)));
@@ -52,14 +74,17 @@ pub fn spawn(
         messages.number_from(storage.next_id());
         storage
     });
-    let task = QueueTask {
+    let mut task = QueueTask {
         queue: queue.clone(),
         vhost,
         messages,
         consumers: VecDeque::new(),
         had_consumer: false,
         storage,
+        budget,
+        reported: 0,
     };
+    task.report_memory();
     tokio::spawn(task.run(rx).instrument(span));
     queue
 }
@@ -86,6 +111,7 @@ impl QueueTask {
             if let Some(storage) = &mut self.storage {
                 storage.end_of_batch();
             }
+            self.report_memory();
             if self.should_auto_delete() {
                 debug!("auto-deleting queue after its last consumer went");
                 self.vhost.forget_queue(&self.queue);
@@ -105,7 +131,12 @@ impl QueueTask {
                     // Not stored: the guard (if any) is done as soon as it is enqueued.
                     _ => None,
                 };
-                self.messages.push(message, location);
+                // Past the memory budget, a stored message lives on disk only until delivered.
+                let resident = self.messages.resident();
+                let extra = resident.saturating_sub(self.reported)
+                    + memory::weight(message.properties.len(), message.body.len());
+                let keep = location.is_none() || self.budget.fits(extra);
+                self.messages.push(keep.then_some(message), location);
             }
             QueueCmd::Consume {
                 consumer,
@@ -140,6 +171,10 @@ impl QueueTask {
                 let purged = self.messages.purge();
                 if let Some(storage) = &mut self.storage {
                     storage.removed(&purged);
+                    // purge-ok promises the purge: its records reach the OS before the reply
+                    // (not at the end of the batch), so a crash right after it cannot bring
+                    // the purged messages back.
+                    storage.end_of_batch();
                 }
                 let _ = reply.send(u32::try_from(purged.len()).unwrap_or(u32::MAX));
             }
@@ -208,14 +243,14 @@ impl QueueTask {
     }
 
     fn get(&mut self, no_ack: bool, reply: tokio::sync::oneshot::Sender<Option<GetReply>>) {
-        let Some(entry) = self.messages.pop() else {
+        let Some((entry, message)) = self.pop_loaded() else {
             let _ = reply.send(None);
             return;
         };
         let remaining = u32::try_from(self.messages.ready_len()).unwrap_or(u32::MAX);
         let answer = GetReply {
             msg_id: entry.id,
-            message: entry.message.clone(),
+            message,
             redelivered: entry.redelivered,
             remaining,
         };
@@ -227,7 +262,7 @@ impl QueueTask {
             }
         }
         if !no_ack {
-            self.messages.track_unacked(entry.clone());
+            self.messages.track_unacked(unacked_copy(&entry));
         }
         if reply.send(Some(answer)).is_err() {
             // The channel went away before it could take the message: put it back untouched.
@@ -250,8 +285,8 @@ impl QueueTask {
                 }
             }
             let Some(i) = found else { break };
-            let Some(entry) = self.messages.pop() else {
-                // has_ready() said otherwise; give the credit back and stop.
+            let Some((entry, message)) = self.pop_loaded() else {
+                // Nothing deliverable after all: give the credit back and stop.
                 self.consumers[i].shared.channel_credit.release();
                 break;
             };
@@ -259,14 +294,44 @@ impl QueueTask {
             let Some(consumer) = self.consumers.remove(i) else {
                 break;
             };
-            if self.send_delivery(&consumer, entry) {
+            if self.send_delivery(&consumer, entry, message) {
                 self.consumers.push_back(consumer);
             }
         }
     }
 
+    /// The oldest ready message, read back from the store if it was paged out. A record that
+    /// cannot be read is logged and dropped (the next one is tried).
+    fn pop_loaded(&mut self) -> Option<(Entry, Arc<crate::message::Message>)> {
+        loop {
+            let mut entry = self.messages.pop()?;
+            if let Some(message) = &entry.message {
+                let message = message.clone();
+                return Some((entry, message));
+            }
+            let (Some(storage), Some(location)) = (&mut self.storage, entry.location) else {
+                continue;
+            };
+            match storage.read(entry.id, location) {
+                Ok(message) => {
+                    entry.message = Some(message.clone());
+                    return Some((entry, message));
+                }
+                Err(e) => {
+                    tracing::error!(id = entry.id, error = %e, "cannot read a paged-out message; dropping it");
+                    storage.removed([&entry]);
+                }
+            }
+        }
+    }
+
     /// Returns false when the consumer's connection is gone (the consumer is dropped).
-    fn send_delivery(&mut self, consumer: &Consumer, entry: Entry) -> bool {
+    fn send_delivery(
+        &mut self,
+        consumer: &Consumer,
+        entry: Entry,
+        message: Arc<crate::message::Message>,
+    ) -> bool {
         let shared = &consumer.shared;
         shared.record_delivery();
         if let Some(storage) = &mut self.storage {
@@ -280,13 +345,13 @@ impl QueueTask {
             }
         }
         if !shared.no_ack {
-            self.messages.track_unacked(entry.clone());
+            self.messages.track_unacked(unacked_copy(&entry));
         }
         let delivery = Delivery {
             consumer: shared.clone(),
             queue: self.queue.clone(),
             msg_id: entry.id,
-            message: entry.message.clone(),
+            message,
             redelivered: entry.redelivered,
         };
         if consumer.conn.send(ConnMsg::Deliver(delivery)).is_ok() {
@@ -300,6 +365,13 @@ impl QueueTask {
             self.messages.unpop(entry);
         }
         false
+    }
+
+    /// Tells the broker-wide budget how much message data this queue now holds in memory.
+    fn report_memory(&mut self) {
+        let resident = self.messages.resident();
+        self.budget.report(self.reported, resident);
+        self.reported = resident;
     }
 
     fn should_auto_delete(&self) -> bool {

@@ -43,7 +43,9 @@ pub struct StoredMessage {
 pub struct Recovered {
     pub id: u64,
     pub location: Location,
-    pub message: StoredMessage,
+    /// The message, or `None` when it did not fit the memory budget given to `open_queue` (it
+    /// is read back with `QueueStore::read` when needed).
+    pub message: Option<StoredMessage>,
     /// A delivery was recorded for it: it comes back with `redelivered = true`.
     pub delivered: bool,
 }
@@ -86,8 +88,9 @@ pub type OpenedQueue = (Box<dyn QueueStore>, Vec<Recovered>, Vec<RecoveryIssue>)
 /// A storage engine: opens (and recovers) the stores of durable queues.
 pub trait Store: Send + Sync {
     /// Opens the store of a durable queue, creating it if new; returns the messages it holds in
-    /// queue order, and any damage found and skipped.
-    fn open_queue(&self, vhost: &str, queue: &str) -> io::Result<OpenedQueue>;
+    /// queue order (bodies only up to `keep_bytes` of message data), and any damage found and
+    /// skipped.
+    fn open_queue(&self, vhost: &str, queue: &str, keep_bytes: usize) -> io::Result<OpenedQueue>;
     /// Removes the stores of queues that are not in `keep` (vhost, name): leftovers of queues
     /// deleted while the broker was down or mid-deletion.
     fn remove_other_queues(&self, keep: &[(String, String)]) -> io::Result<()>;
@@ -98,6 +101,10 @@ pub struct Persistence {
     pub store: Box<dyn Store>,
     pub syncer: sync::Syncer,
     pub meta: meta::MetaStore,
+    /// Message data queues may hold in memory before stored queues page to disk.
+    pub budget: std::sync::Arc<crate::queue::memory::MemoryBudget>,
+    /// Raised when a write fails for lack of space (and by the free-space monitor).
+    pub alarm: std::sync::Arc<crate::alarm::DiskAlarm>,
 }
 
 impl std::fmt::Debug for Persistence {

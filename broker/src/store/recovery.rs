@@ -64,6 +64,8 @@ fn segment_number(file_name: &str) -> Option<u32> {
 /// What recovery found in a queue's directory.
 pub(crate) struct RecoveredQueue {
     pub messages: Vec<Recovered>,
+    /// Bytes of message data recovery may still keep in memory; past it, bodies stay on disk.
+    pub keep_bytes: usize,
     pub issues: Vec<RecoveryIssue>,
     /// The segments kept (those with live messages, and the last one if it is kept to append
     /// to), by number.
@@ -79,7 +81,7 @@ pub(crate) struct RecoveredQueue {
     pub ack_len: u64,
 }
 
-pub(crate) fn recover(dir: &Path) -> io::Result<RecoveredQueue> {
+pub(crate) fn recover(dir: &Path, keep_bytes: usize) -> io::Result<RecoveredQueue> {
     let mut issues = Vec::new();
     let (acks, ack_len) = acklog::recover(&dir.join(ACK_LOG), &mut issues)?;
 
@@ -99,6 +101,7 @@ pub(crate) fn recover(dir: &Path) -> io::Result<RecoveredQueue> {
 
     let mut found = RecoveredQueue {
         messages: Vec::new(),
+        keep_bytes,
         issues,
         segments: BTreeMap::new(),
         active: numbers.last().map_or(1, |n| n.saturating_add(1)),
@@ -186,14 +189,16 @@ fn scan_segment(
                     offset: location_offset,
                     len: location_len,
                 },
-                message: StoredMessage {
-                    // Copies, so that a few live messages do not pin a whole segment read
-                    // into memory.
-                    exchange: r.exchange.to_string(),
-                    routing_key: r.routing_key.to_string(),
-                    properties: Bytes::copy_from_slice(r.properties),
-                    body: Bytes::copy_from_slice(r.body),
-                },
+                message: keep(&mut found.keep_bytes, r.properties.len() + r.body.len()).then(
+                    || StoredMessage {
+                        // Copies, so that a few live messages do not pin a whole segment read
+                        // into memory.
+                        exchange: r.exchange.to_string(),
+                        routing_key: r.routing_key.to_string(),
+                        properties: Bytes::copy_from_slice(r.properties),
+                        body: Bytes::copy_from_slice(r.body),
+                    },
+                ),
                 delivered: acks.is_delivered(r.id),
             });
         }
@@ -220,6 +225,17 @@ fn issue(path: &Path, offset: usize, reason: String) -> RecoveryIssue {
         file: path.to_path_buf(),
         offset: offset as u64,
         reason,
+    }
+}
+
+/// Takes `size` from the recovery memory budget if it fits.
+fn keep(budget: &mut usize, size: usize) -> bool {
+    match budget.checked_sub(size) {
+        Some(left) => {
+            *budget = left;
+            true
+        }
+        None => false,
     }
 }
 

@@ -123,7 +123,7 @@ fn read_name(dir: &Path) -> io::Result<Option<(String, String)>> {
 }
 
 impl Store for SegmentStore {
-    fn open_queue(&self, vhost: &str, queue: &str) -> io::Result<OpenedQueue> {
+    fn open_queue(&self, vhost: &str, queue: &str, keep_bytes: usize) -> io::Result<OpenedQueue> {
         let dir = self.queue_dir(vhost, queue);
         if dir.is_dir() {
             match read_name(&dir)? {
@@ -146,7 +146,7 @@ impl Store for SegmentStore {
             write_name(&dir, vhost, queue)?;
             sync_dir(&self.root)?;
         }
-        let mut recovered = recovery::recover(&dir)?;
+        let mut recovered = recovery::recover(&dir, keep_bytes)?;
         let store = SegmentQueue::open(dir, &recovered, self.segment_bytes, self.ack_compact_min)?;
         let messages = std::mem::take(&mut recovered.messages);
         Ok((Box::new(store), messages, recovered.issues))

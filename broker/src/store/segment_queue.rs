@@ -17,6 +17,8 @@ use std::sync::Arc;
 /// Past this many buffered bytes, records go to the OS without waiting for the batch to end,
 /// so a batch of large messages does not hold them all in memory twice.
 const BUF_FLUSH: usize = 4 << 20;
+/// An active segment with no live message left is replaced once it holds this much.
+const RECLAIM_ACTIVE_BYTES: u64 = 8 << 20;
 /// After a flush, a buffer grown past `BUF_KEEP_MAX` (by a large batch or a large message) is
 /// shrunk back to `BUF_KEEP`: thousands of durable queues must not each pin megabytes.
 const BUF_KEEP_MAX: usize = 1 << 20;
@@ -224,6 +226,13 @@ impl QueueStore for SegmentQueue {
                     result = result.and(Err(e));
                 }
             }
+        }
+        // A drained queue whose active segment has grown big starts a fresh one, so the disk
+        // space of a queue that keeps up with its publishers comes back too (the emptied
+        // segment is deleted by the roll-over).
+        let active_drained = self.segments.get(&self.active).is_some_and(|s| s.live == 0);
+        if active_drained && self.active_end() >= RECLAIM_ACTIVE_BYTES.min(self.segment_bytes) {
+            result = result.and(self.roll_over());
         }
         result
     }

@@ -1,0 +1,133 @@
+//! One perf consumer: reads its queue, measures each delivery's end-to-end latency from the
+//! producer's timestamp, and acks it (unless auto-ack), one by one or with `multiple`.
+
+use super::stats::{read_stamp, Stats};
+use crate::error::Error;
+use futures_lite::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::DeliveryTag;
+use lapin::types::FieldTable;
+use lapin::{Channel, Consumer};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub queue: String,
+    pub consumer_tag: String,
+    pub autoack: bool,
+    /// basic.qos prefetch count; 0 is unlimited.
+    pub prefetch: u16,
+    /// Ack with `multiple` once this many deliveries are unacked, or sooner when no further
+    /// delivery is waiting; 1 acks each delivery on its own.
+    pub multi_ack_every: u32,
+}
+
+/// Sets the prefetch and starts consuming. Done before the clock starts, so that every
+/// consumer is registered before the first publish.
+pub async fn prepare(channel: &Channel, config: &ConsumerConfig) -> Result<Consumer, Error> {
+    if !config.autoack && config.prefetch > 0 {
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| Error::amqp("basic.qos", e))?;
+    }
+    channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            config.consumer_tag.as_str().into(),
+            BasicConsumeOptions {
+                no_ack: config.autoack,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| Error::amqp(format!("consuming from queue '{}'", config.queue), e))
+}
+
+/// Consumes until `stop`, then closes the channel (the broker requeues what is unacked).
+pub async fn run(
+    channel: Channel,
+    mut consumer: Consumer,
+    config: ConsumerConfig,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let ack_every = config.multi_ack_every.max(1);
+    let mut unacked = 0;
+    let mut last_tag: DeliveryTag = 0;
+    let ack = |tag: DeliveryTag| {
+        let channel = &channel;
+        let queue = &config.queue;
+        async move {
+            channel
+                .basic_ack(
+                    tag,
+                    BasicAckOptions {
+                        multiple: ack_every > 1,
+                    },
+                )
+                .await
+                .map_err(|e| Error::amqp(format!("acking on queue '{queue}'"), e))
+        }
+    };
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    while !stop.is_cancelled() {
+        let delivery = if unacked > 0 {
+            // Deliveries wait for an ack: take the next one only if it is already here,
+            // else ack now rather than hold them while the queue is idle.
+            match futures_lite::future::poll_once(consumer.next()).await {
+                Some(delivery) => delivery,
+                None => {
+                    ack(last_tag).await?;
+                    unacked = 0;
+                    continue;
+                }
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                delivery = consumer.next() => delivery,
+            }
+        };
+        let delivery = match delivery {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(e)) => {
+                return Err(Error::amqp(
+                    format!("consuming from queue '{}'", config.queue),
+                    e,
+                ))
+            }
+            None => {
+                return Err(Error::Other(format!(
+                    "the broker cancelled the consumer of queue '{}' (was it deleted?)",
+                    config.queue
+                )))
+            }
+        };
+        let now = stats.now_ns();
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        if let Some(sent_at) = read_stamp(&delivery.data, stats.run_id) {
+            stats.latency.record(now.saturating_sub(sent_at));
+        }
+        if !config.autoack {
+            last_tag = delivery.delivery_tag;
+            unacked += 1;
+            if unacked >= ack_every {
+                ack(last_tag).await?;
+                unacked = 0;
+            }
+        }
+    }
+    if unacked > 0 {
+        ack(last_tag).await?;
+    }
+    channel
+        .close(200, "perf done".into())
+        .await
+        .map_err(|e| Error::amqp("closing a consumer channel", e))
+}
