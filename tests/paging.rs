@@ -158,3 +158,85 @@ async fn requeued_messages_of_a_paged_queue_come_back_intact() {
         assert_eq!(got.delivery.redelivered, i < 50, "message {i}");
     }
 }
+
+/// Files (recursively) under `dir`.
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                files_under(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn transient_messages_past_the_budget_are_paged_to_disk_and_come_back_in_order() {
+    let broker = TestBroker::start_with(Config {
+        memory_budget: 64 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let (_conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    // A non-durable queue: no store, so only the page file can hold its backlog.
+    ch.queue_declare(
+        "transient".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let total = 2000;
+    for i in 0..total {
+        ch.basic_publish(
+            "".into(),
+            "transient".into(),
+            BasicPublishOptions::default(),
+            &body(i),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let paging = broker.data_dir().join("paging");
+    assert!(
+        files_under(&paging) > 0,
+        "nothing was paged out under {paging:?}"
+    );
+
+    ch.basic_qos(100, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "transient".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..total {
+        let d = within(consumer.next()).await.unwrap().unwrap();
+        assert_eq!(d.data, body(i), "message {i}");
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    // Deleting the queue removes its page file.
+    ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    ch.queue_delete("transient".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(files_under(&paging), 0);
+}

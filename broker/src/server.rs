@@ -45,11 +45,19 @@ impl BrokerShared {
             config.disk_free_limit,
         ));
         alarm.check();
+        // Page files only ever hold what a restart drops anyway.
+        let paging_dir = config.data_dir.join("paging");
+        match std::fs::remove_dir_all(&paging_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let persistence = Arc::new(Persistence {
             store: Box::new(SegmentStore::new(&config.data_dir)?),
             syncer: Syncer::start()?,
             meta,
             budget: Arc::new(MemoryBudget::new(config.memory_budget)),
+            paging: Arc::new(SegmentStore::new(&paging_dir)?),
             alarm: alarm.clone(),
         });
         let mut vhosts = HashMap::new();

@@ -489,6 +489,7 @@ impl VHost {
                 self.clone(),
                 storage,
                 self.persistence.budget.clone(),
+                self.persistence.paging.clone(),
             );
             topo.queues.insert(req.name.clone(), q.clone());
             *durable_change = stored;

@@ -52,6 +52,11 @@ impl TestBroker {
         }
     }
 
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }

@@ -34,6 +34,8 @@ impl Channel {
             AMQPMethod::Delete(d) => {
                 ctx.vhost
                     .delete_exchange(d.exchange.as_str(), d.if_unused)?;
+                // A durable exchange's deletion is on disk before delete-ok, like its declare.
+                ctx.vhost.sync_metadata().await?;
                 if !d.nowait {
                     self.send_exchange(ctx, AMQPMethod::DeleteOk(amqp_exchange::DeleteOk {}));
                 }

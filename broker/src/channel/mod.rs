@@ -337,6 +337,7 @@ pub async fn return_undelivered(d: Delivery) {
             redelivered: d.redelivered,
             // A no-ack delivery was already removed from the store when it was handed out.
             location: None,
+            page: None,
         })
     } else {
         d.consumer.settle();

@@ -19,6 +19,8 @@ pub struct Entry {
     pub redelivered: bool,
     /// Where the queue's store holds it (persistent messages of stored queues).
     pub location: Option<Location>,
+    /// Where the queue's page file holds it while paged out (messages without a store).
+    pub page: Option<Location>,
 }
 
 impl Entry {
@@ -46,14 +48,20 @@ impl Messages {
         self.next_id + 1
     }
 
-    /// Appends a new message (`None`: already paged out; then `location` must be set).
-    pub fn push(&mut self, message: Option<Arc<Message>>, location: Option<Location>) {
+    /// Appends a new message (`None`: already paged out; then `location` or `page` is set).
+    pub fn push(
+        &mut self,
+        message: Option<Arc<Message>>,
+        location: Option<Location>,
+        page: Option<Location>,
+    ) {
         self.next_id += 1;
         let entry = Entry {
             id: self.next_id,
             message,
             redelivered: false,
             location,
+            page,
         };
         self.resident += entry.resident();
         self.ready.push_back(entry);
@@ -173,7 +181,7 @@ mod tests {
     fn fifo_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c"] {
-            m.push(Some(msg(b)), None);
+            m.push(Some(msg(b)), None, None);
         }
         assert_eq!(m.ready_len(), 3);
         let got: Vec<_> = bodies(&mut m).into_iter().map(|(b, _)| b).collect();
@@ -184,7 +192,7 @@ mod tests {
     fn requeued_messages_return_ahead_of_newer_ones_in_original_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c", "d"] {
-            m.push(Some(msg(b)), None);
+            m.push(Some(msg(b)), None, None);
         }
         let a = m.pop().map(|e| e.id);
         let b = m.pop().map(|e| e.id);
@@ -195,9 +203,10 @@ mod tests {
                 message: Some(msg(if id == 1 { "a" } else { "b" })),
                 redelivered: false,
                 location: None,
+                page: None,
             });
         }
-        m.push(Some(msg("e")), None);
+        m.push(Some(msg("e")), None, None);
         // requeue in reverse order: position comes from the id, not the call order
         m.requeue(&[2, 1], true);
         assert_eq!(m.unacked_len(), 0);
@@ -216,8 +225,8 @@ mod tests {
     #[test]
     fn ack_of_unknown_id_is_ignored_and_purge_counts_ready_only() {
         let mut m = Messages::default();
-        m.push(Some(msg("a")), None);
-        m.push(Some(msg("b")), None);
+        m.push(Some(msg("a")), None, None);
+        m.push(Some(msg("b")), None, None);
         let e = m.pop();
         if let Some(e) = e {
             m.track_unacked(e);
@@ -233,7 +242,7 @@ mod tests {
         let mut m = Messages::default();
         let w = msg("abc");
         let one = super::super::memory::weight(w.properties.len(), w.body.len());
-        m.push(Some(w), None);
+        m.push(Some(w), None, None);
         m.push(
             None,
             Some(Location {
@@ -241,6 +250,7 @@ mod tests {
                 offset: 0,
                 len: 10,
             }),
+            None,
         );
         assert_eq!(m.resident(), one, "a paged-out entry holds nothing");
         let e = m.pop().unwrap();

@@ -5,6 +5,7 @@
 pub mod consumer;
 pub mod memory;
 pub mod messages;
+pub mod paging;
 pub mod storage;
 mod task;
 

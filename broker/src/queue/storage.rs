@@ -145,11 +145,12 @@ pub fn recovered_entry(r: Recovered) -> Entry {
         message: r.message.map(|m| Arc::new(to_message(m))),
         redelivered: r.delivered,
         location: Some(r.location),
+        page: None,
     }
 }
 
 /// A stored message in the broker's form (its property summary recomputed from the raw bytes).
-fn to_message(m: StoredMessage) -> Message {
+pub(super) fn to_message(m: StoredMessage) -> Message {
     let summary = walk_basic_properties(&m.properties).unwrap_or_default();
     Message {
         exchange: ShortStr::from_string(m.exchange).unwrap_or_default(),

@@ -4,6 +4,7 @@
 use super::consumer::ConsumerShared;
 use super::memory::{self, MemoryBudget};
 use super::messages::{Entry, Messages};
+use super::paging::Pager;
 use super::storage::{recovered_entry, QueueStorage};
 use super::{GetReply, QueueCmd, QueueRef, QueueShared, QueueStats};
 use crate::connection::handle::{ConnHandle, ConnMsg, Delivery};
@@ -36,12 +37,16 @@ struct QueueTask {
     budget: Arc<MemoryBudget>,
     /// Resident bytes last reported to the budget.
     reported: usize,
+    /// Where messages without a store wait when the budget is spent.
+    pager: Pager,
 }
 
 impl Drop for QueueTask {
     fn drop(&mut self) {
-        // However the task ends, its messages no longer count against the budget.
+        // However the task ends, its messages no longer count against the budget, and its
+        // page file (transient by nature) goes.
         self.budget.report(self.reported, 0);
+        self.pager.destroy();
     }
 }
 
@@ -62,6 +67,7 @@ pub fn spawn(
     vhost: Arc<VHost>,
     storage: Option<(QueueStorage, Vec<crate::store::Recovered>)>,
     budget: Arc<MemoryBudget>,
+    paging: Arc<dyn crate::store::Store>,
 ) -> QueueRef {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let queue = QueueRef(Arc::new(shared(tx)));
@@ -83,6 +89,7 @@ pub fn spawn(
         storage,
         budget,
         reported: 0,
+        pager: Pager::new(paging, &queue.vhost, &queue.name),
     };
     task.report_memory();
     tokio::spawn(task.run(rx).instrument(span));
@@ -111,6 +118,7 @@ impl QueueTask {
             if let Some(storage) = &mut self.storage {
                 storage.end_of_batch();
             }
+            self.pager.end_of_batch();
             self.report_memory();
             if self.should_auto_delete() {
                 debug!("auto-deleting queue after its last consumer went");
@@ -131,12 +139,21 @@ impl QueueTask {
                     // Not stored: the guard (if any) is done as soon as it is enqueued.
                     _ => None,
                 };
-                // Past the memory budget, a stored message lives on disk only until delivered.
+                // Past the memory budget a message waits on disk until it is delivered: in
+                // the queue's store if it is stored there, else in the queue's page file.
                 let resident = self.messages.resident();
                 let extra = resident.saturating_sub(self.reported)
                     + memory::weight(message.properties.len(), message.body.len());
-                let keep = location.is_none() || self.budget.fits(extra);
-                self.messages.push(keep.then_some(message), location);
+                if self.budget.fits(extra) {
+                    self.messages.push(Some(message), location, None);
+                } else if location.is_some() {
+                    self.messages.push(None, location, None);
+                } else {
+                    match self.pager.page_out(self.messages.next_id(), &message) {
+                        Some(page) => self.messages.push(None, None, Some(page)),
+                        None => self.messages.push(Some(message), None, None),
+                    }
+                }
             }
             QueueCmd::Consume {
                 consumer,
@@ -169,6 +186,7 @@ impl QueueTask {
             QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
             QueueCmd::Purge { reply } => {
                 let purged = self.messages.purge();
+                self.pager.discard(&purged);
                 if let Some(storage) = &mut self.storage {
                     storage.removed(&purged);
                     // purge-ok promises the purge: its records reach the OS before the reply
@@ -202,6 +220,7 @@ impl QueueTask {
                 if let Some(storage) = self.storage.take() {
                     storage.destroy();
                 }
+                self.pager.destroy();
                 let _ = reply.send(Ok(u32::try_from(n).unwrap_or(u32::MAX)));
                 return Flow::Stop;
             }
@@ -308,6 +327,18 @@ impl QueueTask {
             if let Some(message) = &entry.message {
                 let message = message.clone();
                 return Some((entry, message));
+            }
+            if let Some(page) = entry.page.take() {
+                match self.pager.page_in(entry.id, page) {
+                    Ok(message) => {
+                        entry.message = Some(message.clone());
+                        return Some((entry, message));
+                    }
+                    Err(e) => {
+                        tracing::error!(id = entry.id, error = %e, "cannot read a paged-out message; dropping it");
+                        continue;
+                    }
+                }
             }
             let (Some(storage), Some(location)) = (&mut self.storage, entry.location) else {
                 continue;

@@ -103,6 +103,8 @@ pub struct Persistence {
     pub meta: meta::MetaStore,
     /// Message data queues may hold in memory before stored queues page to disk.
     pub budget: std::sync::Arc<crate::queue::memory::MemoryBudget>,
+    /// Page files of messages without a durable home (wiped at every start).
+    pub paging: std::sync::Arc<dyn Store>,
     /// Raised when a write fails for lack of space (and by the free-space monitor).
     pub alarm: std::sync::Arc<crate::alarm::DiskAlarm>,
 }
