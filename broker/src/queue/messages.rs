@@ -261,4 +261,14 @@ mod tests {
         assert_eq!(m.purge().len(), 2);
         assert_eq!(m.resident(), 0);
     }
+
+    #[test]
+    fn an_index_entry_stays_small() {
+        // A paged-out message costs one of these in memory (the README states the figure).
+        assert!(
+            std::mem::size_of::<Entry>() <= 56,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
 }
