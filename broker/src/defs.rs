@@ -47,6 +47,14 @@ fn value_to_json(v: &AMQPValue) -> Value {
     }
 }
 
+/// A table in the form it takes after a trip through the definitions document (integers as
+/// 64-bit, strings as long strings, floats as doubles). Binding arguments are kept in this
+/// form, so a binding is the same binding before and after a restart: unbinding with a
+/// 32-bit integer finds a binding restored with a 64-bit one.
+pub fn normalize_table(table: &FieldTable) -> FieldTable {
+    json_to_table(&table_to_json(table))
+}
+
 /// JSON arguments as an AMQP table: integers become signed 64-bit (`l`), other numbers
 /// doubles, strings long strings, null void — what RabbitMQ's import produces.
 pub fn json_to_table(map: &JsonMap) -> FieldTable {

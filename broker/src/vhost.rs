@@ -2,7 +2,7 @@
 //! (`Topology`) swapped atomically on every topology change, so publishing takes no lock.
 //! Changes are serialised by one mutex that is held only while the next snapshot is built.
 
-use crate::defs::{json_to_table, table_to_json};
+use crate::defs::{json_to_table, normalize_table, table_to_json};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Bindings, ExchangeKind};
 use crate::queue::storage::QueueStorage;
@@ -604,7 +604,9 @@ impl VHost {
         conn_id: u64,
     ) -> AmqpResult<()> {
         self.change_binding(queue, exchange, conn_id, |x, q| {
-            x.bindings.bind(q, routing_key, arguments).map(|_| ())
+            x.bindings
+                .bind(q, routing_key, &normalize_table(arguments))
+                .map(|_| ())
         })
     }
 
@@ -618,7 +620,8 @@ impl VHost {
     ) -> AmqpResult<()> {
         self.change_binding(queue, exchange, conn_id, |x, q| {
             // rabbitmq-compat: unbinding a binding that does not exist succeeds.
-            x.bindings.unbind(&q, routing_key, arguments);
+            x.bindings
+                .unbind(&q, routing_key, &normalize_table(arguments));
             Ok(())
         })
     }
