@@ -8,7 +8,7 @@ use warren_client::{Error, DEFAULT_URL};
 
 /// Warren's command-line tool: talks AMQP 0-9-1 to Warren (or any RabbitMQ-compatible broker).
 #[derive(Debug, Parser)]
-#[command(name = "warren-cli", version, about)]
+#[command(name = "warren-cli", version)]
 struct Cli {
     /// The broker to connect to.
     #[arg(long, env = "WARREN_URL", default_value = DEFAULT_URL, global = true)]

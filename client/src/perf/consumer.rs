@@ -4,13 +4,19 @@
 use super::stats::{read_stamp, Stats};
 use crate::error::Error;
 use futures_lite::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::DeliveryTag;
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// At most this many acks handed to lapin and not yet written to the socket.
+const MAX_UNWRITTEN_ACKS: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -56,33 +62,24 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), Error> {
     let ack_every = config.multi_ack_every.max(1);
+    let mut acks = Acks {
+        channel: Arc::new(channel),
+        multiple: ack_every > 1,
+        queue: &config.queue,
+        in_flight: FuturesUnordered::new(),
+    };
     let mut unacked = 0;
     let mut last_tag: DeliveryTag = 0;
-    let ack = |tag: DeliveryTag| {
-        let channel = &channel;
-        let queue = &config.queue;
-        async move {
-            channel
-                .basic_ack(
-                    tag,
-                    BasicAckOptions {
-                        multiple: ack_every > 1,
-                    },
-                )
-                .await
-                .map_err(|e| Error::amqp(format!("acking on queue '{queue}'"), e))
-        }
-    };
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     while !stop.is_cancelled() {
         let delivery = if unacked > 0 {
-            // Deliveries wait for an ack: take the next one only if it is already here,
-            // else ack now rather than hold them while the queue is idle.
+            // Deliveries wait for a multiple ack: take the next one only if it is already
+            // here, else ack now rather than hold them while the queue is idle.
             match futures_lite::future::poll_once(consumer.next()).await {
                 Some(delivery) => delivery,
                 None => {
-                    ack(last_tag).await?;
+                    acks.send(last_tag).await?;
                     unacked = 0;
                     continue;
                 }
@@ -118,16 +115,68 @@ pub async fn run(
             last_tag = delivery.delivery_tag;
             unacked += 1;
             if unacked >= ack_every {
-                ack(last_tag).await?;
+                acks.send(last_tag).await?;
                 unacked = 0;
             }
         }
     }
     if unacked > 0 {
-        ack(last_tag).await?;
+        acks.send(last_tag).await?;
     }
-    channel
+    acks.finish().await?;
+    acks.channel
         .close(200, "perf done".into())
         .await
         .map_err(|e| Error::amqp("closing a consumer channel", e))
+}
+
+/// An ack handed to lapin; resolves once its frame is written.
+type PendingAck = Pin<Box<dyn Future<Output = lapin::Result<()>> + Send>>;
+
+/// Acks on their way to the broker. Like publishes, they are not awaited one by one (a
+/// round trip to lapin's I/O thread each) but handed over in order and reaped as they finish.
+struct Acks<'a> {
+    channel: Arc<Channel>,
+    multiple: bool,
+    queue: &'a str,
+    /// At most MAX_UNWRITTEN_ACKS: `send` waits for the oldest when it is full.
+    in_flight: FuturesUnordered<PendingAck>,
+}
+
+impl Acks<'_> {
+    async fn send(&mut self, delivery_tag: DeliveryTag) -> Result<(), Error> {
+        let channel = self.channel.clone();
+        let options = BasicAckOptions {
+            multiple: self.multiple,
+        };
+        let mut ack: PendingAck =
+            Box::pin(async move { channel.basic_ack(delivery_tag, options).await });
+        // The first poll queues the frame, in delivery order.
+        match futures_lite::future::poll_once(&mut ack).await {
+            Some(written) => self.check(written)?,
+            None => self.in_flight.push(ack),
+        }
+        while let Some(Some(written)) = futures_lite::future::poll_once(self.in_flight.next()).await
+        {
+            self.check(written)?;
+        }
+        while self.in_flight.len() >= MAX_UNWRITTEN_ACKS {
+            if let Some(written) = self.in_flight.next().await {
+                self.check(written)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every ack is written.
+    async fn finish(&mut self) -> Result<(), Error> {
+        while let Some(written) = self.in_flight.next().await {
+            self.check(written)?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, written: lapin::Result<()>) -> Result<(), Error> {
+        written.map_err(|e| Error::amqp(format!("acking on queue '{}'", self.queue), e))
+    }
 }

@@ -54,7 +54,12 @@ pub struct PerfOptions {
     pub autoack: bool,
     /// Ack with `multiple` every N deliveries (and whenever no further delivery is waiting);
     /// 1 acks each delivery on its own.
-    #[arg(long, default_value_t = 1, value_name = "N", conflicts_with = "autoack")]
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        conflicts_with = "autoack"
+    )]
     pub multi_ack_every: u32,
     /// Publish through this exchange: a direct exchange with each queue bound under its
     /// own name, or with --fanout a fanout exchange [default: the default exchange;
@@ -276,6 +281,7 @@ mod tests {
         assert_eq!((o.producers, o.consumers, o.size, o.rate), (1, 1, 16, 0));
         assert_eq!((o.confirm, o.prefetch, o.duration), (0, 1000, 10));
         assert!(!o.persistent && !o.durable && !o.autoack && !o.json);
+        assert_eq!(o.multi_ack_every, 1);
         let p = o.plan().unwrap();
         assert_eq!(p.queues, ["perf"]);
         assert_eq!(p.exchange, None);
@@ -380,6 +386,7 @@ mod tests {
         assert!(parse(&["--queue", "a", "--fanout", "2"]).is_err());
         assert!(parse(&["--producers", "-1"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--autoack", "--multi-ack-every", "10"]).is_err());
         let refused = |args: &[&str]| parse(args).unwrap().plan().unwrap_err().to_string();
         assert!(refused(&["--producers", "0", "--consumers", "0"]).contains("nothing to do"));
         assert!(refused(&["--queues", "0"]).contains("at least 1"));
