@@ -5,97 +5,10 @@
 
 mod common;
 use common::*;
-use futures_lite::{Stream, StreamExt};
-use lapin::message::Delivery;
+use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, Consumer, Event};
-
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish_n(ch: &Channel, queue: &str, n: usize) {
-    for i in 0..n {
-        publish(ch, queue, format!("m{i}").as_bytes()).await;
-    }
-}
-
-/// (ready messages, consumers) as the queue reports them in declare-ok. The queue answers after
-/// everything sent to it before, so this is also a round-trip barrier.
-async fn queue_counts(ch: &Channel, queue: &str) -> (u32, u32) {
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    (q.message_count(), q.consumer_count())
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str, options: BasicConsumeOptions) -> Consumer {
-    ch.basic_consume(queue.into(), tag.into(), options, FieldTable::default())
-        .await
-        .unwrap()
-}
-
-async fn next(consumer: &mut Consumer) -> Delivery {
-    within(consumer.next())
-        .await
-        .expect("consumer ended")
-        .expect("delivery error")
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
-}
-
-/// Waits for the error that closed a channel or the connection, as lapin reports it.
-async fn next_error(events: &mut (impl Stream<Item = Event> + Unpin)) -> lapin::Error {
-    loop {
-        match within(events.next()).await {
-            Some(Event::Error(e)) => return e,
-            Some(_) => continue,
-            None => panic!("event stream ended without an error"),
-        }
-    }
-}
-
-/// Asserts that the consumer holds no delivery it has not handed out yet.
-async fn assert_nothing_buffered(consumer: &mut Consumer) {
-    let extra = futures_lite::future::poll_once(consumer.next()).await;
-    assert!(extra.is_none(), "unexpected extra delivery: {extra:?}");
-}
-
-fn no_ack() -> BasicConsumeOptions {
-    BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    }
-}
+use lapin::{BasicProperties, Channel, Connection};
 
 fn exclusive() -> BasicConsumeOptions {
     BasicConsumeOptions {
@@ -106,7 +19,7 @@ fn exclusive() -> BasicConsumeOptions {
 
 async fn setup(broker: &TestBroker, queue: &str) -> (Connection, Channel) {
     let (conn, ch) = broker.channel().await;
-    declare(&ch, queue).await;
+    declare_queue(&ch, queue).await;
     (conn, ch)
 }
 
@@ -114,23 +27,23 @@ async fn setup(broker: &TestBroker, queue: &str) -> (Connection, Channel) {
 async fn consume_with_empty_tag_gets_a_server_generated_amq_ctag() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    declare(&ch, "q2").await;
-    let mut a = consume(&ch, "q", "", BasicConsumeOptions::default()).await;
-    let b = consume(&ch, "q2", "", BasicConsumeOptions::default()).await;
+    declare_queue(&ch, "q2").await;
+    let mut a = consume(&ch, "q", "").await;
+    let b = consume(&ch, "q2", "").await;
     assert!(a.tag().as_str().starts_with("amq.ctag-"), "{}", a.tag());
     assert!(b.tag().as_str().starts_with("amq.ctag-"), "{}", b.tag());
     assert!(a.tag().as_str().len() > "amq.ctag-".len());
     assert_ne!(a.tag(), b.tag(), "generated tags are unique");
-    publish(&ch, "q", b"x").await;
-    let d = next(&mut a).await;
-    assert_eq!(body(&d), "x");
+    publish_to_queue(&ch, "q", b"x").await;
+    let d = next_delivery(&mut a).await;
+    assert_eq!(body_text(&d), "x");
 }
 
 #[tokio::test]
 async fn consume_with_client_tag_uses_that_tag() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    let consumer = consume(&ch, "q", "my-tag", BasicConsumeOptions::default()).await;
+    let consumer = consume(&ch, "q", "my-tag").await;
     assert_eq!(consumer.tag().as_str(), "my-tag");
 }
 
@@ -139,10 +52,10 @@ async fn no_ack_consumer_takes_messages_out_of_the_queue_without_acks() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 3).await;
-    let mut consumer = consume(&ch, "q", "c", no_ack()).await;
+    let mut consumer = consume_with(&ch, "q", "c", no_ack()).await;
     for i in 0..3 {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         assert!(!d.redelivered);
     }
     assert_eq!(queue_counts(&ch, "q").await, (0, 1));
@@ -156,7 +69,7 @@ async fn no_ack_consumer_takes_messages_out_of_the_queue_without_acks() {
 async fn second_consumer_on_an_exclusively_consumed_queue_is_refused_with_403() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    let _owner = consume(&ch, "q", "owner", exclusive()).await;
+    let _owner = consume_with(&ch, "q", "owner", exclusive()).await;
     let (_conn2, ch2) = broker.channel().await;
     let err = ch2
         .basic_consume(
@@ -173,7 +86,7 @@ async fn second_consumer_on_an_exclusively_consumed_queue_is_refused_with_403() 
         "ACCESS_REFUSED - queue 'q' in vhost '/' in exclusive use"
     );
     // Only that channel closed: the exclusive consumer still works.
-    publish(&ch, "q", b"x").await;
+    publish_to_queue(&ch, "q", b"x").await;
     assert_eq!(queue_counts(&ch, "q").await.1, 1);
 }
 
@@ -181,7 +94,7 @@ async fn second_consumer_on_an_exclusively_consumed_queue_is_refused_with_403() 
 async fn exclusive_consume_on_a_queue_that_has_a_consumer_is_refused_with_403() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    let _first = consume(&ch, "q", "first", BasicConsumeOptions::default()).await;
+    let _first = consume(&ch, "q", "first").await;
     let (_conn2, ch2) = broker.channel().await;
     let err = ch2
         .basic_consume(
@@ -203,22 +116,22 @@ async fn exclusive_consume_on_a_queue_that_has_a_consumer_is_refused_with_403() 
 async fn exclusive_consumer_leaving_lets_others_consume() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    let owner = consume(&ch, "q", "owner", exclusive()).await;
+    let owner = consume_with(&ch, "q", "owner", exclusive()).await;
     ch.basic_cancel(owner.tag(), BasicCancelOptions::default())
         .await
         .unwrap();
-    let mut other = consume(&ch, "q", "other", BasicConsumeOptions::default()).await;
-    publish(&ch, "q", b"x").await;
-    assert_eq!(body(&next(&mut other).await), "x");
+    let mut other = consume(&ch, "q", "other").await;
+    publish_to_queue(&ch, "q", b"x").await;
+    assert_eq!(body_text(&next_delivery(&mut other).await), "x");
 }
 
 #[tokio::test]
 async fn reusing_a_consumer_tag_on_a_channel_closes_the_connection_with_530() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
-    declare(&ch, "q2").await;
+    declare_queue(&ch, "q2").await;
     let mut events = Box::pin(conn.events_listener());
-    let _first = consume(&ch, "q", "dup", BasicConsumeOptions::default()).await;
+    let _first = consume(&ch, "q", "dup").await;
     let result = ch
         .basic_consume(
             "q2".into(),
@@ -295,10 +208,10 @@ async fn consumer_tag_reuse_through_raw_frames_closes_the_connection_with_530() 
 async fn cancel_stops_deliveries_and_leaves_later_messages_in_the_queue() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
-    publish(&ch, "q", b"before").await;
-    let d = next(&mut consumer).await;
-    assert_eq!(body(&d), "before");
+    let mut consumer = consume(&ch, "q", "c").await;
+    publish_to_queue(&ch, "q", b"before").await;
+    let d = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&d), "before");
     d.ack(BasicAckOptions::default()).await.unwrap();
     ch.basic_cancel("c".into(), BasicCancelOptions::default())
         .await
@@ -308,9 +221,9 @@ async fn cancel_stops_deliveries_and_leaves_later_messages_in_the_queue() {
     assert_eq!(queue_counts(&ch, "q").await, (3, 0));
     assert!(within(consumer.next()).await.is_none());
     // The messages are still there, in order, for the next consumer.
-    let mut again = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut again = consume(&ch, "q", "c").await;
     for i in 0..3 {
-        assert_eq!(body(&next(&mut again).await), format!("m{i}"));
+        assert_eq!(body_text(&next_delivery(&mut again).await), format!("m{i}"));
     }
 }
 
@@ -318,9 +231,9 @@ async fn cancel_stops_deliveries_and_leaves_later_messages_in_the_queue() {
 async fn cancelled_consumer_keeps_its_unacked_messages_until_acked() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    publish(&ch, "q", b"x").await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
-    let d = next(&mut consumer).await;
+    publish_to_queue(&ch, "q", b"x").await;
+    let mut consumer = consume(&ch, "q", "c").await;
+    let d = next_delivery(&mut consumer).await;
     ch.basic_cancel("c".into(), BasicCancelOptions::default())
         .await
         .unwrap();
@@ -343,7 +256,7 @@ async fn get_returns_messages_with_the_remaining_count_then_get_empty() {
             .unwrap()
             .expect("get-ok");
         assert_eq!(got.message_count, remaining);
-        assert_eq!(body(&got.delivery), format!("m{i}"));
+        assert_eq!(body_text(&got.delivery), format!("m{i}"));
         assert_eq!(got.delivery.routing_key.as_str(), "q");
         assert_eq!(got.delivery.exchange.as_str(), "");
         assert!(!got.delivery.redelivered);
@@ -359,7 +272,7 @@ async fn get_returns_messages_with_the_remaining_count_then_get_empty() {
 async fn get_with_ack_holds_the_message_until_acked() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    publish(&ch, "q", b"x").await;
+    publish_to_queue(&ch, "q", b"x").await;
     let got = ch
         .basic_get("q".into(), BasicGetOptions { no_ack: false })
         .await
@@ -397,10 +310,10 @@ async fn ack_multiple_acks_every_delivery_up_to_the_tag() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 5).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut consumer = consume(&ch, "q", "c").await;
     let mut tags = Vec::new();
     for _ in 0..5 {
-        tags.push(next(&mut consumer).await.delivery_tag);
+        tags.push(next_delivery(&mut consumer).await.delivery_tag);
     }
     assert_eq!(tags, [1, 2, 3, 4, 5]);
     ch.basic_ack(3, BasicAckOptions { multiple: true })
@@ -417,7 +330,7 @@ async fn ack_multiple_acks_every_delivery_up_to_the_tag() {
             .await
             .unwrap()
             .expect("get-ok");
-        assert_eq!(body(&got.delivery), expected);
+        assert_eq!(body_text(&got.delivery), expected);
         assert!(got.delivery.redelivered);
     }
 }
@@ -427,9 +340,9 @@ async fn ack_multiple_with_tag_zero_acks_everything_outstanding() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 3).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut consumer = consume(&ch, "q", "c").await;
     for _ in 0..3 {
-        next(&mut consumer).await;
+        next_delivery(&mut consumer).await;
     }
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
@@ -445,10 +358,10 @@ async fn nack_multiple_with_requeue_redelivers_in_order_marked_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 4).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut consumer = consume(&ch, "q", "c").await;
     for i in 0..4 {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         assert!(!d.redelivered);
     }
     // Tags 1..=3 go back; tag 4 stays unacked.
@@ -462,8 +375,8 @@ async fn nack_multiple_with_requeue_redelivers_in_order_marked_redelivered() {
     .await
     .unwrap();
     for i in 0..3 {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         assert!(d.redelivered);
         assert_eq!(d.delivery_tag, 5 + i as u64);
     }
@@ -476,9 +389,9 @@ async fn nack_without_requeue_drops_the_messages() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 3).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut consumer = consume(&ch, "q", "c").await;
     for _ in 0..3 {
-        next(&mut consumer).await;
+        next_delivery(&mut consumer).await;
     }
     ch.basic_nack(
         2,
@@ -498,7 +411,7 @@ async fn nack_without_requeue_drops_the_messages() {
         .await
         .unwrap()
         .expect("get-ok");
-    assert_eq!(body(&got.delivery), "m2");
+    assert_eq!(body_text(&got.delivery), "m2");
     assert_eq!(got.message_count, 0);
 }
 
@@ -507,9 +420,9 @@ async fn single_nack_with_requeue_redelivers_only_that_message() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 2).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
-    let first = next(&mut consumer).await;
-    let _second = next(&mut consumer).await;
+    let mut consumer = consume(&ch, "q", "c").await;
+    let first = next_delivery(&mut consumer).await;
+    let _second = next_delivery(&mut consumer).await;
     first
         .nack(BasicNackOptions {
             multiple: false,
@@ -517,8 +430,8 @@ async fn single_nack_with_requeue_redelivers_only_that_message() {
         })
         .await
         .unwrap();
-    let again = next(&mut consumer).await;
-    assert_eq!(body(&again), "m0");
+    let again = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&again), "m0");
     assert!(again.redelivered);
     assert_eq!(queue_counts(&ch, "q").await, (0, 1));
     assert_nothing_buffered(&mut consumer).await;
@@ -528,15 +441,15 @@ async fn single_nack_with_requeue_redelivers_only_that_message() {
 async fn reject_with_requeue_redelivers_marked_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
-    publish(&ch, "q", b"x").await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
-    let d = next(&mut consumer).await;
+    publish_to_queue(&ch, "q", b"x").await;
+    let mut consumer = consume(&ch, "q", "c").await;
+    let d = next_delivery(&mut consumer).await;
     assert!(!d.redelivered);
     d.reject(BasicRejectOptions { requeue: true })
         .await
         .unwrap();
-    let again = next(&mut consumer).await;
-    assert_eq!(body(&again), "x");
+    let again = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&again), "x");
     assert!(again.redelivered);
     assert_eq!(again.delivery_tag, 2);
 }
@@ -546,14 +459,14 @@ async fn reject_without_requeue_drops_the_message() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 2).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
-    let d = next(&mut consumer).await;
-    assert_eq!(body(&d), "m0");
+    let mut consumer = consume(&ch, "q", "c").await;
+    let d = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&d), "m0");
     d.reject(BasicRejectOptions { requeue: false })
         .await
         .unwrap();
-    let d2 = next(&mut consumer).await;
-    assert_eq!(body(&d2), "m1");
+    let d2 = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&d2), "m1");
     drop(consumer);
     ch.close(200, "bye".into()).await.unwrap();
     // Only m1 was still unacked; m0 is gone.
@@ -564,7 +477,7 @@ async fn reject_without_requeue_drops_the_message() {
         .await
         .unwrap()
         .expect("get-ok");
-    assert_eq!(body(&got.delivery), "m1");
+    assert_eq!(body_text(&got.delivery), "m1");
 }
 
 #[tokio::test]
@@ -572,18 +485,18 @@ async fn recover_with_requeue_redelivers_unacked_messages_marked_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 3).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut consumer = consume(&ch, "q", "c").await;
     let mut first = Vec::new();
     for _ in 0..3 {
-        first.push(next(&mut consumer).await);
+        first.push(next_delivery(&mut consumer).await);
     }
     first[1].ack(BasicAckOptions::default()).await.unwrap();
     ch.basic_recover(BasicRecoverOptions { requeue: true })
         .await
         .unwrap();
     for expected in ["m0", "m2"] {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), expected);
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), expected);
         assert!(d.redelivered);
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
@@ -607,17 +520,17 @@ async fn recover_without_requeue_closes_the_connection_with_540() {
 async fn qos_without_global_limits_each_consumer_separately() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "a").await;
-    declare(&ch, "b").await;
+    declare_queue(&ch, "b").await;
     publish_n(&ch, "a", 5).await;
     publish_n(&ch, "b", 5).await;
     ch.basic_qos(2, BasicQosOptions { global: false })
         .await
         .unwrap();
-    let mut ca = consume(&ch, "a", "ca", BasicConsumeOptions::default()).await;
-    let mut cb = consume(&ch, "b", "cb", BasicConsumeOptions::default()).await;
+    let mut ca = consume(&ch, "a", "ca").await;
+    let mut cb = consume(&ch, "b", "cb").await;
     for c in [&mut ca, &mut cb] {
         for i in 0..2 {
-            assert_eq!(body(&next(c).await), format!("m{i}"));
+            assert_eq!(body_text(&next_delivery(c).await), format!("m{i}"));
         }
     }
     // Each queue handed out exactly its consumer's two.
@@ -631,18 +544,21 @@ async fn qos_without_global_limits_each_consumer_separately() {
 async fn qos_without_global_applies_to_consumers_created_after_it() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "a").await;
-    declare(&ch, "b").await;
+    declare_queue(&ch, "b").await;
     publish_n(&ch, "a", 5).await;
     publish_n(&ch, "b", 5).await;
-    let mut unlimited = consume(&ch, "a", "unlimited", BasicConsumeOptions::default()).await;
+    let mut unlimited = consume(&ch, "a", "unlimited").await;
     ch.basic_qos(1, BasicQosOptions { global: false })
         .await
         .unwrap();
-    let mut limited = consume(&ch, "b", "limited", BasicConsumeOptions::default()).await;
+    let mut limited = consume(&ch, "b", "limited").await;
     for i in 0..5 {
-        assert_eq!(body(&next(&mut unlimited).await), format!("m{i}"));
+        assert_eq!(
+            body_text(&next_delivery(&mut unlimited).await),
+            format!("m{i}")
+        );
     }
-    assert_eq!(body(&next(&mut limited).await), "m0");
+    assert_eq!(body_text(&next_delivery(&mut limited).await), "m0");
     assert_eq!(queue_counts(&ch, "a").await, (0, 1));
     assert_eq!(queue_counts(&ch, "b").await, (4, 1));
 }
@@ -651,32 +567,32 @@ async fn qos_without_global_applies_to_consumers_created_after_it() {
 async fn qos_global_is_shared_by_all_consumers_on_the_channel() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = setup(&broker, "a").await;
-    declare(&ch, "b").await;
+    declare_queue(&ch, "b").await;
     publish_n(&ch, "a", 5).await;
     publish_n(&ch, "b", 5).await;
     ch.basic_qos(3, BasicQosOptions { global: true })
         .await
         .unwrap();
-    let mut ca = consume(&ch, "a", "ca", BasicConsumeOptions::default()).await;
-    let mut cb = consume(&ch, "b", "cb", BasicConsumeOptions::default()).await;
+    let mut ca = consume(&ch, "a", "ca").await;
+    let mut cb = consume(&ch, "b", "cb").await;
     // Three deliveries in all, however they split between the two consumers.
     let (ready_a, _) = queue_counts(&ch, "a").await;
     let (ready_b, _) = queue_counts(&ch, "b").await;
     assert_eq!(10 - ready_a - ready_b, 3, "a={ready_a} b={ready_b}");
     let mut held = Vec::new();
     for _ in 0..(5 - ready_a) {
-        held.push(next(&mut ca).await);
+        held.push(next_delivery(&mut ca).await);
     }
     for _ in 0..(5 - ready_b) {
-        held.push(next(&mut cb).await);
+        held.push(next_delivery(&mut cb).await);
     }
     assert_nothing_buffered(&mut ca).await;
     assert_nothing_buffered(&mut cb).await;
     // One ack frees one slot on the channel: exactly one more delivery, from either queue.
     held[0].ack(BasicAckOptions::default()).await.unwrap();
     let more = within(futures_lite::future::or(
-        async { ("a", next(&mut ca).await) },
-        async { ("b", next(&mut cb).await) },
+        async { ("a", next_delivery(&mut ca).await) },
+        async { ("b", next_delivery(&mut cb).await) },
     ))
     .await;
     assert!(!more.1.redelivered);
@@ -726,9 +642,9 @@ async fn ack_of_an_unknown_delivery_tag_closes_the_channel_with_406() {
 async fn acking_a_delivery_twice_closes_the_channel_with_406() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
-    publish(&ch, "q", b"x").await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
-    let d = next(&mut consumer).await;
+    publish_to_queue(&ch, "q", b"x").await;
+    let mut consumer = consume(&ch, "q", "c").await;
+    let d = next_delivery(&mut consumer).await;
     let mut events = Box::pin(conn.events_listener());
     ch.basic_ack(d.delivery_tag, BasicAckOptions::default())
         .await
@@ -755,9 +671,9 @@ async fn ack_multiple_naming_an_already_acked_tag_closes_the_channel_with_406() 
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
     publish_n(&ch, "q", 3).await;
-    let mut consumer = consume(&ch, "q", "c", BasicConsumeOptions::default()).await;
+    let mut consumer = consume(&ch, "q", "c").await;
     for _ in 0..3 {
-        next(&mut consumer).await;
+        next_delivery(&mut consumer).await;
     }
     let mut events = Box::pin(conn.events_listener());
     ch.basic_ack(2, BasicAckOptions::default()).await.unwrap();
@@ -803,9 +719,9 @@ async fn nack_and_reject_of_unknown_tags_close_the_channel_with_406() {
 async fn acking_a_no_ack_delivery_closes_the_channel_with_406() {
     let broker = TestBroker::start().await;
     let (conn, ch) = setup(&broker, "q").await;
-    publish(&ch, "q", b"x").await;
-    let mut consumer = consume(&ch, "q", "c", no_ack()).await;
-    let d = next(&mut consumer).await;
+    publish_to_queue(&ch, "q", b"x").await;
+    let mut consumer = consume_with(&ch, "q", "c", no_ack()).await;
+    let d = next_delivery(&mut consumer).await;
     let mut events = Box::pin(conn.events_listener());
     ch.basic_ack(d.delivery_tag, BasicAckOptions::default())
         .await

@@ -8,7 +8,6 @@ use common::*;
 
 use amq_protocol::protocol::{channel, queue, AMQPClass};
 use lapin::options::*;
-use lapin::types::FieldTable;
 use lapin::BasicProperties;
 
 fn channel_open() -> AMQPClass {
@@ -98,14 +97,7 @@ async fn lapin_channel_close_completes_and_leaves_the_connection_open() {
     assert!(!ch.status().connected());
     assert!(conn.status().connected());
     let other = conn.create_channel().await.unwrap();
-    other
-        .queue_declare(
-            "still-open".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_queue(&other, "still-open").await;
 }
 
 #[tokio::test]
@@ -221,27 +213,11 @@ async fn channel_error_closes_only_that_channel() {
     let conn = broker.connect().await;
     let good = conn.create_channel().await.unwrap();
     let bad = conn.create_channel().await.unwrap();
-    let err = bad
-        .queue_declare(
-            "nowhere".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive_queue(&bad, "nowhere").await.unwrap_err();
     assert_eq!(reply_code(&err), Some(404));
     assert!(!bad.status().connected());
     assert!(conn.status().connected());
-    good.queue_declare(
-        "fine".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    declare_queue(&good, "fine").await;
     good.basic_publish(
         "".into(),
         "fine".into(),

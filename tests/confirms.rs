@@ -5,102 +5,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use amq_protocol::protocol::{basic, confirm, queue, tx, AMQPClass};
+use amq_protocol::protocol::{basic, confirm, tx, AMQPClass};
 use common::*;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation};
 use warren_broker::connection::frame::Frame;
 
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn ready(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap()
-    .message_count()
-}
-
+/// Publishes b"x" and waits for its confirm.
 async fn confirmed_publish(ch: &Channel, exchange: &str, routing_key: &str) -> Confirmation {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    within(confirm).await.unwrap()
-}
-
-fn short_str(out: &mut Vec<u8>, s: &str) {
-    out.push(s.len() as u8);
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// The frames of one publish with no properties: basic.publish, content header, body.
-fn publish_frames(
-    channel: u16,
-    exchange: &str,
-    routing_key: &str,
-    mandatory: bool,
-    body: &[u8],
-) -> Vec<u8> {
-    let mut method = Vec::new();
-    method.extend_from_slice(&60u16.to_be_bytes());
-    method.extend_from_slice(&40u16.to_be_bytes());
-    method.extend_from_slice(&0u16.to_be_bytes());
-    short_str(&mut method, exchange);
-    short_str(&mut method, routing_key);
-    method.push(u8::from(mandatory));
-    let mut header = Vec::new();
-    header.extend_from_slice(&60u16.to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    let mut frames = raw_frame(1, channel, &method);
-    frames.extend(raw_frame(2, channel, &header));
-    if !body.is_empty() {
-        frames.extend(raw_frame(3, channel, body));
-    }
-    frames
-}
-
-async fn raw_declare(raw: &mut RawClient, channel: u16, name: &str) {
-    raw.send_method(
-        channel,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: name.into(),
-            passive: false,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
+    publish_and_confirm(
+        ch,
+        exchange,
+        routing_key,
+        b"x",
+        BasicProperties::default(),
+        false,
     )
-    .await;
-    assert!(matches!(
-        raw.next_method().await,
-        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))
-    ));
+    .await
 }
 
 async fn raw_confirm_select(raw: &mut RawClient, channel: u16, nowait: bool) {
@@ -149,7 +71,7 @@ async fn sequence_numbers_start_at_one_and_count_up_per_publish() {
     let broker = TestBroker::start().await;
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
-    raw_declare(&mut raw, 1, "q").await;
+    raw.declare_queue(1, "q").await;
     raw_confirm_select(&mut raw, 1, false).await;
     for expected in 1..=3u64 {
         raw.write(&publish_frames(1, "", "q", false, b"x")).await;
@@ -162,7 +84,7 @@ async fn confirm_select_nowait_sends_no_select_ok_but_confirms_publishes() {
     let broker = TestBroker::start().await;
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
-    raw_declare(&mut raw, 1, "q").await;
+    raw.declare_queue(1, "q").await;
     raw_confirm_select(&mut raw, 1, true).await;
     raw.write(&publish_frames(1, "", "q", false, b"x")).await;
     // The very next frame is the ack: no select-ok came before it.
@@ -177,7 +99,7 @@ async fn each_channel_numbers_its_confirms_from_one() {
         raw.open_channel(ch).await;
         raw_confirm_select(&mut raw, ch, false).await;
     }
-    raw_declare(&mut raw, 1, "q").await;
+    raw.declare_queue(1, "q").await;
     raw.write(&publish_frames(1, "", "q", false, b"x")).await;
     assert_eq!(raw_ack(&mut raw).await, (1, 1, false));
     raw.write(&publish_frames(1, "", "q", false, b"x")).await;
@@ -191,7 +113,7 @@ async fn publishes_before_confirm_select_are_not_counted() {
     let broker = TestBroker::start().await;
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
-    raw_declare(&mut raw, 1, "q").await;
+    raw.declare_queue(1, "q").await;
     raw.write(&publish_frames(1, "", "q", false, b"x")).await;
     raw.write(&publish_frames(1, "", "q", false, b"x")).await;
     raw_confirm_select(&mut raw, 1, false).await;
@@ -203,7 +125,7 @@ async fn publishes_before_confirm_select_are_not_counted() {
 async fn every_publish_is_acked_through_lapin() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -224,14 +146,14 @@ async fn every_publish_is_acked_through_lapin() {
     for confirm in pending {
         assert_eq!(within(confirm).await.unwrap(), Confirmation::Ack(None));
     }
-    assert_eq!(ready(&ch, "q").await, 200);
+    assert_eq!(ready_count(&ch, "q").await, 200);
 }
 
 #[tokio::test]
 async fn a_confirmed_message_is_already_in_its_queue() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -255,7 +177,7 @@ async fn many_publishes_are_each_covered_by_exactly_one_ack() {
     let broker = TestBroker::start().await;
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
-    raw_declare(&mut raw, 1, "q").await;
+    raw.declare_queue(1, "q").await;
     raw_confirm_select(&mut raw, 1, false).await;
     // All publishes in one write, so the broker reads many per batch and may answer them with
     // one `multiple` ack.
@@ -375,7 +297,7 @@ async fn a_message_routed_to_several_queues_gets_one_ack() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     for q in ["a", "b", "c"] {
-        declare(&ch, q).await;
+        declare_queue(&ch, q).await;
         ch.queue_bind(
             q.into(),
             "amq.fanout".into(),
@@ -398,7 +320,7 @@ async fn a_message_routed_to_several_queues_gets_one_ack() {
         Confirmation::Ack(None)
     );
     for q in ["a", "b", "c"] {
-        assert_eq!(ready(&ch, q).await, 2);
+        assert_eq!(ready_count(&ch, q).await, 2);
     }
 }
 
@@ -417,7 +339,7 @@ async fn tx_select_on_a_confirm_channel_closes_it_with_406() {
     );
     // A channel error only: the connection carries on.
     let ch2 = conn.create_channel().await.unwrap();
-    declare(&ch2, "still-fine").await;
+    declare_queue(&ch2, "still-fine").await;
 }
 
 #[tokio::test]

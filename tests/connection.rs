@@ -159,22 +159,8 @@ fn long_string(table: &FieldTable, key: &str) -> String {
 
 /// Publishes `body` to `queue` through the default exchange and gets it back.
 async fn round_trip(ch: &lapin::Channel, queue: &str, body: &[u8]) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
+    declare_queue(ch, queue).await;
+    publish_to_queue(ch, queue, body).await;
     let got = within(ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }))
         .await
         .unwrap()
@@ -424,52 +410,14 @@ async fn lapin_with_lower_frame_max_heartbeat_and_channel_max_round_trips_a_300k
     delivery.ack(BasicAckOptions::default()).await.unwrap();
 }
 
-/// Publishes `body` on `ch` as raw frames: basic.publish to the default exchange, a content
-/// header, then body frames of at most `chunk` bytes.
-async fn raw_publish(c: &mut RawClient, ch: u16, routing_key: &str, body: &[u8], chunk: usize) {
-    c.send_method(
-        ch,
-        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-            exchange: "".into(),
-            routing_key: routing_key.into(),
-            mandatory: false,
-            immediate: false,
-        })),
-    )
-    .await;
-    let mut header = 60u16.to_be_bytes().to_vec();
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes()); // no properties
-    c.write(&raw_frame(2, ch, &header)).await;
-    for part in body.chunks(chunk) {
-        c.write(&raw_frame(3, ch, part)).await;
-    }
-}
-
-async fn raw_queue_declare(c: &mut RawClient, ch: u16, name: &str) {
-    c.send_method(
-        ch,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: name.into(),
-            ..Default::default()
-        })),
-    )
-    .await;
-    match c.next_method().await {
-        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)) => {}
-        other => panic!("expected queue.declare-ok, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn deliveries_are_split_at_the_clients_lower_frame_max() {
     let broker = TestBroker::start().await;
     let mut c = raw_open_tuned(broker.addr, 0, 16_384, 0).await;
     c.open_channel(1).await;
-    raw_queue_declare(&mut c, 1, "split").await;
+    c.declare_queue(1, "split").await;
     let body: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
-    raw_publish(&mut c, 1, "split", &body, 16_384 - 8).await;
+    c.publish_chunked(1, "split", &body, 16_384 - 8).await;
     c.send_method(
         1,
         AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
@@ -760,17 +708,7 @@ async fn after_connection_close_the_broker_ignores_everything_but_close_ok() {
     );
     // And the declare really was ignored.
     let (_conn, ch) = broker.channel().await;
-    let err = ch
-        .queue_declare(
-            "ignored".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive_queue(&ch, "ignored").await.unwrap_err();
     assert_eq!(reply_code(&err), Some(404));
 }
 
@@ -843,13 +781,7 @@ async fn broker_shutdown_shows_320_on_a_lapin_connection() {
 async fn a_connection_error_does_not_affect_another_connection() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    ch.queue_declare(
-        "survivor".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    declare_queue(&ch, "survivor").await;
     let mut consumer = ch
         .basic_consume(
             "survivor".into(),

@@ -8,62 +8,19 @@ mod common;
 use amq_protocol::protocol::{basic, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, DecimalValue, FieldArray, LongString};
 use common::*;
-use futures_lite::{Stream, StreamExt};
+use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Event};
+use lapin::{BasicProperties, Channel};
 use warren_broker::connection::frame::Frame;
 use warren_broker::Config;
 
 /// The frame_max Warren offers and lapin accepts.
 const FRAME_MAX: usize = 131_072;
 
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish(ch: &Channel, queue: &str, body: &[u8], properties: BasicProperties) {
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        properties,
-    )
-    .await
-    .unwrap();
-}
-
 async fn consume_one(ch: &Channel, queue: &str) -> lapin::message::Delivery {
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = consume_with(ch, queue, "", no_ack()).await;
     within(consumer.next()).await.unwrap().unwrap()
-}
-
-async fn next_error(events: &mut (impl Stream<Item = Event> + Unpin)) -> lapin::Error {
-    loop {
-        match within(events.next()).await {
-            Some(Event::Error(e)) => return e,
-            Some(_) => continue,
-            None => panic!("event stream ended without an error"),
-        }
-    }
 }
 
 fn rich_headers() -> FieldTable {
@@ -138,9 +95,9 @@ fn all_properties() -> BasicProperties {
 async fn all_fourteen_properties_round_trip_through_consume() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     let props = all_properties();
-    publish(&ch, "q", b"payload", props.clone()).await;
+    publish_to_queue_with(&ch, "q", b"payload", props.clone()).await;
     let d = consume_one(&ch, "q").await;
     assert_eq!(d.properties, props);
     assert_eq!(
@@ -154,9 +111,9 @@ async fn all_fourteen_properties_round_trip_through_consume() {
 async fn all_fourteen_properties_round_trip_through_get() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     let props = all_properties();
-    publish(&ch, "q", b"payload", props.clone()).await;
+    publish_to_queue_with(&ch, "q", b"payload", props.clone()).await;
     let got = ch
         .basic_get("q".into(), BasicGetOptions { no_ack: true })
         .await
@@ -169,8 +126,8 @@ async fn all_fourteen_properties_round_trip_through_get() {
 async fn a_message_without_properties_arrives_without_properties() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", b"plain", BasicProperties::default()).await;
+    declare_queue(&ch, "q").await;
+    publish_to_queue_with(&ch, "q", b"plain", BasicProperties::default()).await;
     let d = consume_one(&ch, "q").await;
     assert_eq!(d.properties, BasicProperties::default());
 }
@@ -179,9 +136,9 @@ async fn a_message_without_properties_arrives_without_properties() {
 async fn user_id_other_than_the_authenticated_user_closes_the_channel_with_406() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     let mut events = Box::pin(conn.events_listener());
-    publish(
+    publish_to_queue_with(
         &ch,
         "q",
         b"spoofed",
@@ -196,31 +153,11 @@ async fn user_id_other_than_the_authenticated_user_closes_the_channel_with_406()
     );
     // The message was not enqueued; the connection is still fine.
     let ch2 = conn.create_channel().await.unwrap();
-    let q = ch2
-        .queue_declare(
-            "q".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = passive_queue(&ch2, "q").await.unwrap();
     assert_eq!(q.message_count(), 0);
 }
 
 // ---- byte-exact properties through raw frames ----------------------------------------------
-
-fn short_str(out: &mut Vec<u8>, s: &str) {
-    out.push(s.len() as u8);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn long_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
-}
 
 /// A field table given as (key, tagged value bytes) in the order given.
 fn table(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -307,53 +244,10 @@ fn raw_properties() -> Vec<u8> {
     p
 }
 
-fn publish_frames(
-    channel: u16,
-    routing_key: &str,
-    properties: &[u8],
-    body_chunks: &[&[u8]],
-) -> Vec<u8> {
-    let mut method = Vec::new();
-    method.extend_from_slice(&60u16.to_be_bytes());
-    method.extend_from_slice(&40u16.to_be_bytes());
-    method.extend_from_slice(&0u16.to_be_bytes());
-    short_str(&mut method, "");
-    short_str(&mut method, routing_key);
-    method.push(0);
-    let size: usize = body_chunks.iter().map(|c| c.len()).sum();
-    let mut header = Vec::new();
-    header.extend_from_slice(&60u16.to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(size as u64).to_be_bytes());
-    header.extend_from_slice(properties);
-    let mut frames = raw_frame(1, channel, &method);
-    frames.extend(raw_frame(2, channel, &header));
-    for chunk in body_chunks {
-        frames.extend(raw_frame(3, channel, chunk));
-    }
-    frames
-}
-
 async fn raw_setup(broker: &TestBroker) -> RawClient {
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
-    raw.send_method(
-        1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: "q".into(),
-            passive: false,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
-    )
-    .await;
-    assert!(matches!(
-        raw.next_method().await,
-        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))
-    ));
+    raw.declare_queue(1, "q").await;
     raw
 }
 
@@ -406,7 +300,8 @@ async fn property_bytes_are_delivered_exactly_as_published() {
     let broker = TestBroker::start().await;
     let mut raw = raw_setup(&broker).await;
     let props = raw_properties();
-    raw.write(&publish_frames(1, "q", &props, &[b"body"])).await;
+    raw.write(&publish_frames_with(1, "", "q", false, &props, &[b"body"]))
+        .await;
     raw_consume(&mut raw).await;
     let (delivered, _, body) = raw_delivery(&mut raw).await;
     assert_eq!(delivered, props, "property bytes changed on the way");
@@ -417,8 +312,15 @@ async fn property_bytes_are_delivered_exactly_as_published() {
 async fn unsorted_header_keys_reach_lapin_intact() {
     let broker = TestBroker::start().await;
     let mut raw = raw_setup(&broker).await;
-    raw.write(&publish_frames(1, "q", &raw_properties(), &[b"body"]))
-        .await;
+    raw.write(&publish_frames_with(
+        1,
+        "",
+        "q",
+        false,
+        &raw_properties(),
+        &[b"body"],
+    ))
+    .await;
     // Barrier: a second declare-ok means the publish before it was handled.
     raw.send_method(
         1,
@@ -466,9 +368,11 @@ async fn a_body_published_in_small_uneven_frames_is_joined() {
     let broker = TestBroker::start().await;
     let mut raw = raw_setup(&broker).await;
     let props = 0u16.to_be_bytes();
-    raw.write(&publish_frames(
+    raw.write(&publish_frames_with(
         1,
+        "",
         "q",
+        false,
         &props,
         &[b"hello", b" ", b"", b"world, in pieces"],
     ))
@@ -495,8 +399,15 @@ async fn deliveries_split_bodies_at_frame_max() {
     for (len, _) in &cases {
         let body: Vec<u8> = (0..*len).map(|i| (i % 251) as u8).collect();
         let pieces: Vec<&[u8]> = body.chunks(chunk).collect();
-        raw.write(&publish_frames(1, "q", &0u16.to_be_bytes(), &pieces))
-            .await;
+        raw.write(&publish_frames_with(
+            1,
+            "",
+            "q",
+            false,
+            &0u16.to_be_bytes(),
+            &pieces,
+        ))
+        .await;
     }
     raw_consume(&mut raw).await;
     for (len, frames) in cases {
@@ -513,9 +424,9 @@ async fn deliveries_split_bodies_at_frame_max() {
 async fn lapin_round_trip(size: usize) {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-    publish(&ch, "q", &body, BasicProperties::default()).await;
+    publish_to_queue_with(&ch, "q", &body, BasicProperties::default()).await;
     let d = consume_one(&ch, "q").await;
     assert_eq!(d.data.len(), size);
     assert!(d.data == body, "body of {size} bytes differs");
@@ -559,11 +470,11 @@ async fn body_larger_than_max_message_size_closes_the_channel_with_406() {
     })
     .await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     // Exactly the maximum is fine.
-    publish(&ch, "q", &vec![7u8; 1 << 20], BasicProperties::default()).await;
+    publish_to_queue_with(&ch, "q", &vec![7u8; 1 << 20], BasicProperties::default()).await;
     let mut events = Box::pin(conn.events_listener());
-    publish(
+    publish_to_queue_with(
         &ch,
         "q",
         &vec![7u8; (1 << 20) + 1],
@@ -596,7 +507,7 @@ async fn oversized_message_is_refused_at_its_content_header() {
     .await;
     let mut raw = raw_setup(&broker).await;
     // Only the header announcing 16 MiB is sent: the broker refuses before any body arrives.
-    let mut frames = publish_frames(1, "q", &0u16.to_be_bytes(), &[]);
+    let mut frames = publish_frames_with(1, "", "q", false, &0u16.to_be_bytes(), &[]);
     let header_at = frames.len() - (8 + 14);
     frames[header_at + 7 + 4..header_at + 7 + 12].copy_from_slice(&(16u64 << 20).to_be_bytes());
     raw.write(&frames).await;

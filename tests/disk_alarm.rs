@@ -5,75 +5,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use amq_protocol::protocol::{basic, connection, queue, AMQPClass};
-use amq_protocol::types::FieldTable;
+use amq_protocol::protocol::{connection, queue, AMQPClass};
 use common::*;
 use futures_lite::StreamExt;
 use lapin::options::*;
 use warren_broker::connection::frame::Frame;
 
-/// basic.publish + header + 5-byte body on `channel`, routed by the default exchange.
-async fn publish_raw(c: &mut RawClient, channel: u16, queue_name: &str) {
+/// Sends a passive queue.declare on `channel`: a round trip through the channel and the queue.
+async fn send_passive_declare(c: &mut RawClient, channel: u16, name: &str) {
     c.send_method(
         channel,
-        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-            exchange: "".into(),
-            routing_key: queue_name.into(),
-            mandatory: false,
-            immediate: false,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: name.into(),
+            passive: true,
+            ..Default::default()
         })),
     )
     .await;
-    let mut header = Vec::new();
-    header.extend_from_slice(&60u16.to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&5u64.to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    c.write(&raw_frame(2, channel, &header)).await;
-    c.write(&raw_frame(3, channel, b"hello")).await;
-}
-
-async fn ready_count(ch: &lapin::Channel, name: &str) -> u32 {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap()
-    .message_count()
 }
 
 #[tokio::test]
 async fn publishers_are_blocked_under_the_disk_alarm_and_resume_when_space_returns() {
     let broker = TestBroker::start().await;
     let (_observer_conn, observer) = broker.channel().await;
-    observer
-        .queue_declare(
-            "alarmed".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_queue(&observer, "alarmed").await;
 
     let mut publisher = RawClient::open(broker.addr).await;
     publisher.open_channel(1).await;
-    publish_raw(&mut publisher, 1, "alarmed").await;
+    publisher.publish_chunked(1, "alarmed", b"hello", 5).await;
     // A synchronous round trip on the publisher's channel: the publish was handled.
-    publisher
-        .send_method(
-            1,
-            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-                queue: "alarmed".into(),
-                passive: true,
-                ..Default::default()
-            })),
-        )
-        .await;
+    send_passive_declare(&mut publisher, 1, "alarmed").await;
     assert!(matches!(
         publisher.next_method().await,
         AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))
@@ -89,7 +50,7 @@ async fn publishers_are_blocked_under_the_disk_alarm_and_resume_when_space_retur
         other => panic!("expected connection.blocked, got {other:?}"),
     }
     // What the blocked publisher sends now is not read...
-    publish_raw(&mut publisher, 1, "alarmed").await;
+    publisher.publish_chunked(1, "alarmed", b"hello", 5).await;
     // ...while a connection that never published still works (declare round trip).
     assert_eq!(ready_count(&observer, "alarmed").await, 1);
 
@@ -99,16 +60,7 @@ async fn publishers_are_blocked_under_the_disk_alarm_and_resume_when_space_retur
         other => panic!("expected connection.unblocked, got {other:?}"),
     }
     // The held publish goes through once reading resumes.
-    publisher
-        .send_method(
-            1,
-            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-                queue: "alarmed".into(),
-                passive: true,
-                ..Default::default()
-            })),
-        )
-        .await;
+    send_passive_declare(&mut publisher, 1, "alarmed").await;
     loop {
         match publisher.next_frame().await {
             Some(Frame::Method(_, m)) => {
@@ -127,13 +79,7 @@ async fn publishers_are_blocked_under_the_disk_alarm_and_resume_when_space_retur
 async fn lapin_sees_its_connection_blocked_and_unblocked() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    ch.queue_declare(
-        "q".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    declare_queue(&ch, "q").await;
     ch.basic_publish(
         "".into(),
         "q".into(),

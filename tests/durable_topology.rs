@@ -10,32 +10,11 @@ mod common;
 #[path = "common/process.rs"]
 mod process;
 
-use common::{reply_code, reply_text, within};
+use common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 use process::ChildBroker;
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-fn exchange_flags(durable: bool, auto_delete: bool, internal: bool) -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions {
-        durable,
-        auto_delete,
-        internal,
-        ..Default::default()
-    }
-}
 
 fn durable_queue() -> QueueDeclareOptions {
     QueueDeclareOptions {
@@ -44,100 +23,19 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-async fn exchange_declare(
+/// Publishes a persistent message with `headers` and asserts the broker acked it.
+async fn publish_persistent(
     ch: &Channel,
-    name: &str,
-    kind: ExchangeKind,
-    options: ExchangeDeclareOptions,
-    args: FieldTable,
-) -> lapin::Result<()> {
-    within(ch.exchange_declare(name.into(), kind, options, args)).await
-}
-
-async fn queue_declare(
-    ch: &Channel,
-    name: &str,
-    options: QueueDeclareOptions,
-    args: FieldTable,
-) -> lapin::Result<lapin::Queue> {
-    within(ch.queue_declare(name.into(), options, args)).await
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
-    within(ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        args,
-    ))
-    .await
-    .unwrap();
-}
-
-/// The code and text of the error that closed the channel.
-fn refusal<T: std::fmt::Debug>(result: lapin::Result<T>) -> (Option<u16>, String) {
-    let err = result.unwrap_err();
-    (reply_code(&err), reply_text(&err))
-}
-
-async fn passive_exchange(ch: &Channel, name: &str) -> lapin::Result<()> {
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    exchange_declare(
-        ch,
-        name,
-        ExchangeKind::Direct,
-        passive,
-        FieldTable::default(),
-    )
-    .await
-}
-
-async fn passive_queue(ch: &Channel, name: &str) -> lapin::Result<lapin::Queue> {
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    queue_declare(ch, name, passive, FieldTable::default()).await
-}
-
-async fn confirming(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    ch
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str, headers: FieldTable) {
+    exchange: &str,
+    key: &str,
+    body: &str,
+    headers: FieldTable,
+) {
     let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers);
-    let confirm = within(ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body.as_bytes(),
-        props,
-    ))
-    .await
-    .unwrap();
-    assert_eq!(within(confirm).await.unwrap(), Confirmation::Ack(None));
-}
-
-/// Every ready message's body, taken with basic.get and no ack.
-async fn take_all(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = within(ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }))
-        .await
-        .unwrap()
-    {
-        out.push(String::from_utf8(m.delivery.data).unwrap());
-    }
-    out
+    let confirmation = publish_and_confirm(ch, exchange, key, body.as_bytes(), props, false).await;
+    assert_eq!(confirmation, Confirmation::Ack(None));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,12 +65,12 @@ async fn durable_exchanges_of_every_type_come_back_with_their_flags_and_argument
         ),
     ];
     for (name, kind, flags, args) in exchanges.clone() {
-        exchange_declare(&ch, name, kind, flags, args)
+        try_declare_exchange(&ch, name, kind, flags, args)
             .await
             .unwrap();
     }
     let plain = exchange_flags(false, false, false);
-    exchange_declare(
+    try_declare_exchange(
         &ch,
         "x.transient",
         ExchangeKind::Direct,
@@ -182,7 +80,7 @@ async fn durable_exchanges_of_every_type_come_back_with_their_flags_and_argument
     .await
     .unwrap();
     let durable_auto_delete = exchange_flags(true, true, false);
-    exchange_declare(
+    try_declare_exchange(
         &ch,
         "x.autodelete",
         ExchangeKind::Fanout,
@@ -200,7 +98,7 @@ async fn durable_exchanges_of_every_type_come_back_with_their_flags_and_argument
     // The same declarations are equivalent: type, flags and alternate-exchange all match.
     for (name, kind, flags, args) in exchanges {
         passive_exchange(&ch, name).await.unwrap();
-        exchange_declare(&ch, name, kind, flags, args)
+        try_declare_exchange(&ch, name, kind, flags, args)
             .await
             .unwrap();
     }
@@ -258,7 +156,7 @@ async fn durable_exchanges_of_every_type_come_back_with_their_flags_and_argument
     ];
     for (name, kind, flags, args, expected) in mismatches {
         let ch = conn.create_channel().await.unwrap();
-        let (code, text) = refusal(exchange_declare(&ch, name, kind, flags, args).await);
+        let (code, text) = refusal(try_declare_exchange(&ch, name, kind, flags, args).await);
         assert_eq!(code, Some(406), "{name}");
         assert_eq!(text, format!("PRECONDITION_FAILED - {expected}"));
     }
@@ -293,12 +191,12 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
         ("b.topic", ExchangeKind::Topic),
         ("b.headers", ExchangeKind::Headers),
     ] {
-        exchange_declare(&ch, name, kind, durable, FieldTable::default())
+        try_declare_exchange(&ch, name, kind, durable, FieldTable::default())
             .await
             .unwrap();
     }
     let plain = exchange_flags(false, false, false);
-    exchange_declare(
+    try_declare_exchange(
         &ch,
         "b.transient",
         ExchangeKind::Fanout,
@@ -310,11 +208,11 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
     for queue in [
         "q.direct", "q.fan1", "q.fan2", "q.topic", "q.all", "q.any", "q.amq",
     ] {
-        queue_declare(&ch, queue, durable_queue(), FieldTable::default())
+        try_declare_queue(&ch, queue, durable_queue(), FieldTable::default())
             .await
             .unwrap();
     }
-    queue_declare(
+    try_declare_queue(
         &ch,
         "q.transient",
         QueueDeclareOptions::default(),
@@ -330,17 +228,17 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
         ])
     };
     let keyed = table(&[("x-note", text("kept"))]);
-    bind(&ch, "q.direct", "b.direct", "k1", keyed.clone()).await;
-    bind(&ch, "q.fan1", "b.fanout", "", FieldTable::default()).await;
-    bind(&ch, "q.fan2", "b.fanout", "ignored", FieldTable::default()).await;
-    bind(&ch, "q.topic", "b.topic", "a.*.c", FieldTable::default()).await;
-    bind(&ch, "q.topic", "b.topic", "#.z", FieldTable::default()).await;
-    bind(&ch, "q.all", "b.headers", "", match_on("all")).await;
-    bind(&ch, "q.any", "b.headers", "", match_on("any")).await;
-    bind(&ch, "q.amq", "amq.topic", "amq.#", FieldTable::default()).await;
+    bind_with(&ch, "q.direct", "b.direct", "k1", keyed.clone()).await;
+    bind_with(&ch, "q.fan1", "b.fanout", "", FieldTable::default()).await;
+    bind_with(&ch, "q.fan2", "b.fanout", "ignored", FieldTable::default()).await;
+    bind_with(&ch, "q.topic", "b.topic", "a.*.c", FieldTable::default()).await;
+    bind_with(&ch, "q.topic", "b.topic", "#.z", FieldTable::default()).await;
+    bind_with(&ch, "q.all", "b.headers", "", match_on("all")).await;
+    bind_with(&ch, "q.any", "b.headers", "", match_on("any")).await;
+    bind_with(&ch, "q.amq", "amq.topic", "amq.#", FieldTable::default()).await;
     // Bindings involving a non-durable end do not outlive the broker.
-    bind(&ch, "q.fan1", "b.transient", "", FieldTable::default()).await;
-    bind(&ch, "q.transient", "b.fanout", "", FieldTable::default()).await;
+    bind_with(&ch, "q.fan1", "b.transient", "", FieldTable::default()).await;
+    bind_with(&ch, "q.transient", "b.fanout", "", FieldTable::default()).await;
     drop(conn);
     broker.kill().await;
 
@@ -349,15 +247,15 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
     let ch = confirming(&conn).await;
     let none = FieldTable::default;
     let header = |pairs: &[(&str, AMQPValue)]| table(pairs);
-    publish(&ch, "b.direct", "k1", "d1", none()).await;
-    publish(&ch, "b.direct", "k2", "d2", none()).await;
-    publish(&ch, "b.fanout", "whatever", "f", none()).await;
+    publish_persistent(&ch, "b.direct", "k1", "d1", none()).await;
+    publish_persistent(&ch, "b.direct", "k2", "d2", none()).await;
+    publish_persistent(&ch, "b.fanout", "whatever", "f", none()).await;
     for key in ["a.b.c", "a.b", "x.y.z", "a.c"] {
-        publish(&ch, "b.topic", key, key, none()).await;
+        publish_persistent(&ch, "b.topic", key, key, none()).await;
     }
     let red_3 = header(&[("colour", text("red")), ("size", AMQPValue::LongLongInt(3))]);
-    publish(&ch, "b.headers", "", "red-3", red_3).await;
-    publish(
+    publish_persistent(&ch, "b.headers", "", "red-3", red_3).await;
+    publish_persistent(
         &ch,
         "b.headers",
         "",
@@ -366,9 +264,9 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
     )
     .await;
     let blue_3 = header(&[("colour", text("blue")), ("size", AMQPValue::LongInt(3))]);
-    publish(&ch, "b.headers", "", "blue-3", blue_3).await;
-    publish(&ch, "b.headers", "", "plain", none()).await;
-    publish(&ch, "amq.topic", "amq.x", "amq", none()).await;
+    publish_persistent(&ch, "b.headers", "", "blue-3", blue_3).await;
+    publish_persistent(&ch, "b.headers", "", "plain", none()).await;
+    publish_persistent(&ch, "amq.topic", "amq.x", "amq", none()).await;
 
     assert_eq!(take_all(&ch, "q.direct").await, ["d1"]);
     assert_eq!(take_all(&ch, "q.fan1").await, ["f"]);
@@ -399,8 +297,8 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
     within(ch.queue_unbind("q.direct".into(), "b.direct".into(), "k1".into(), keyed))
         .await
         .unwrap();
-    publish(&ch, "b.headers", "", "red-3 again", match_on("all")).await;
-    publish(&ch, "b.direct", "k1", "d1 again", none()).await;
+    publish_persistent(&ch, "b.headers", "", "red-3 again", match_on("all")).await;
+    publish_persistent(&ch, "b.direct", "k1", "d1 again", none()).await;
     assert_eq!(take_all(&ch, "q.all").await, Vec::<String>::new());
     assert_eq!(take_all(&ch, "q.direct").await, Vec::<String>::new());
     assert_eq!(take_all(&ch, "q.any").await, ["red-3 again"]);
@@ -411,9 +309,9 @@ async fn bindings_with_arguments_route_the_same_after_kill_9() {
     let broker = ChildBroker::start(dir.path()).await;
     let conn = broker.connect().await;
     let ch = confirming(&conn).await;
-    publish(&ch, "b.headers", "", "third", match_on("any")).await;
-    publish(&ch, "b.direct", "k1", "d1 third", none()).await;
-    publish(&ch, "b.topic", "q.z", "q.z", none()).await;
+    publish_persistent(&ch, "b.headers", "", "third", match_on("any")).await;
+    publish_persistent(&ch, "b.direct", "k1", "d1 third", none()).await;
+    publish_persistent(&ch, "b.topic", "q.z", "q.z", none()).await;
     assert_eq!(take_all(&ch, "q.all").await, Vec::<String>::new());
     assert_eq!(take_all(&ch, "q.any").await, ["third"]);
     assert_eq!(take_all(&ch, "q.direct").await, Vec::<String>::new());
@@ -429,7 +327,7 @@ async fn a_binding_with_a_32_bit_argument_can_be_unbound_after_a_restart() {
     let broker = ChildBroker::start(dir.path()).await;
     let (conn, ch) = broker.channel().await;
     let durable = exchange_flags(true, false, false);
-    exchange_declare(
+    try_declare_exchange(
         &ch,
         "t.headers",
         ExchangeKind::Headers,
@@ -438,11 +336,11 @@ async fn a_binding_with_a_32_bit_argument_can_be_unbound_after_a_restart() {
     )
     .await
     .unwrap();
-    queue_declare(&ch, "t.q", durable_queue(), FieldTable::default())
+    try_declare_queue(&ch, "t.q", durable_queue(), FieldTable::default())
         .await
         .unwrap();
     let args = || table(&[("x-match", text("all")), ("n", AMQPValue::LongInt(7))]);
-    bind(&ch, "t.q", "t.headers", "", args()).await;
+    bind_with(&ch, "t.q", "t.headers", "", args()).await;
     drop(conn);
     broker.kill().await;
 
@@ -452,7 +350,7 @@ async fn a_binding_with_a_32_bit_argument_can_be_unbound_after_a_restart() {
     within(ch.queue_unbind("t.q".into(), "t.headers".into(), "".into(), args()))
         .await
         .unwrap();
-    publish(
+    publish_persistent(
         &ch,
         "t.headers",
         "",
@@ -476,7 +374,7 @@ async fn durable_queue_arguments_come_back_and_still_decide_equivalence() {
             ("x-dead-letter-routing-key", text("dead")),
         ])
     };
-    queue_declare(&ch, "q.args", durable_queue(), args())
+    try_declare_queue(&ch, "q.args", durable_queue(), args())
         .await
         .unwrap();
     drop(conn);
@@ -486,7 +384,7 @@ async fn durable_queue_arguments_come_back_and_still_decide_equivalence() {
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
     passive_queue(&ch, "q.args").await.unwrap();
-    let same = queue_declare(&ch, "q.args", durable_queue(), args())
+    let same = try_declare_queue(&ch, "q.args", durable_queue(), args())
         .await
         .unwrap();
     assert_eq!(same.message_count(), 0);
@@ -538,7 +436,7 @@ async fn durable_queue_arguments_come_back_and_still_decide_equivalence() {
     ];
     for (options, args, expected) in mismatches {
         let ch = conn.create_channel().await.unwrap();
-        let (code, text) = refusal(queue_declare(&ch, "q.args", options, args).await);
+        let (code, text) = refusal(try_declare_queue(&ch, "q.args", options, args).await);
         assert_eq!(code, Some(406), "{expected}");
         assert_eq!(text, format!("PRECONDITION_FAILED - {expected}"));
     }
@@ -551,7 +449,7 @@ async fn deleted_exchanges_stay_deleted_after_kill_9() {
     let (conn, ch) = broker.channel().await;
     let durable = exchange_flags(true, false, false);
     for name in ["d.kept", "d.deleted"] {
-        exchange_declare(
+        try_declare_exchange(
             &ch,
             name,
             ExchangeKind::Fanout,
@@ -561,10 +459,10 @@ async fn deleted_exchanges_stay_deleted_after_kill_9() {
         .await
         .unwrap();
     }
-    queue_declare(&ch, "d.q", durable_queue(), FieldTable::default())
+    try_declare_queue(&ch, "d.q", durable_queue(), FieldTable::default())
         .await
         .unwrap();
-    bind(&ch, "d.q", "d.deleted", "", FieldTable::default()).await;
+    bind_with(&ch, "d.q", "d.deleted", "", FieldTable::default()).await;
     within(ch.exchange_delete("d.deleted".into(), ExchangeDeleteOptions::default()))
         .await
         .unwrap();

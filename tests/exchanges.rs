@@ -10,7 +10,7 @@ use common::*;
 use amq_protocol::protocol::{connection, exchange, AMQPClass};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 
 const KINDS: [ExchangeKind; 4] = [
     ExchangeKind::Direct,
@@ -18,22 +18,6 @@ const KINDS: [ExchangeKind; 4] = [
     ExchangeKind::Topic,
     ExchangeKind::Headers,
 ];
-
-fn flags(durable: bool, auto_delete: bool, internal: bool) -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions {
-        durable,
-        auto_delete,
-        internal,
-        ..ExchangeDeclareOptions::default()
-    }
-}
-
-fn passive() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions {
-        passive: true,
-        ..ExchangeDeclareOptions::default()
-    }
-}
 
 fn kind_name(kind: &ExchangeKind) -> &'static str {
     match kind {
@@ -54,59 +38,6 @@ async fn declare(
     within(ch.exchange_declare(name.into(), kind, options, FieldTable::default())).await
 }
 
-/// Whether `name` exists, asked with a passive declare on a fresh channel, which is closed
-/// before returning (a 404 closes it anyway).
-async fn exists(conn: &Connection, name: &str) -> bool {
-    let ch = conn.create_channel().await.unwrap();
-    match declare(&ch, name, ExchangeKind::Direct, passive()).await {
-        Ok(()) => {
-            within(ch.close(200, "OK".into())).await.unwrap();
-            true
-        }
-        Err(e) if reply_code(&e) == Some(404) => false,
-        Err(e) => panic!("passive declare of '{name}' failed: {e:?}"),
-    }
-}
-
-/// The (code, text) of an error the broker closed the channel or connection with.
-fn refusal(result: lapin::Result<impl std::fmt::Debug>) -> (Option<u16>, String) {
-    let err = result.expect_err("the broker accepted a method it must refuse");
-    (reply_code(&err), reply_text(&err))
-}
-
-async fn declare_queue(ch: &Channel, name: &str) {
-    within(ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    within(ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-}
-
-async fn unbind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    within(ch.queue_unbind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-}
-
 /// Publishes in confirm mode and returns what the confirm resolved to: the channel-closing
 /// error when the broker refused the publish.
 async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str) -> lapin::Result<()> {
@@ -125,14 +56,6 @@ async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str) -> lapin::Re
     within(confirm).await.map(|_| ())
 }
 
-/// Body of the next message in `queue`, or None when it is empty.
-async fn get_body(ch: &Channel, queue: &str) -> Option<Vec<u8>> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }))
-        .await
-        .unwrap()
-        .map(|m| m.delivery.data.clone())
-}
-
 #[tokio::test]
 async fn every_exchange_type_declares_with_every_flag_combination_and_redeclares_equivalently() {
     let broker = TestBroker::start().await;
@@ -143,7 +66,7 @@ async fn every_exchange_type_declares_with_every_flag_combination_and_redeclares
         for bits in 0..8u8 {
             let (durable, auto_delete, internal) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
             let name = format!("x.{}.{bits}", kind_name(&kind));
-            let opts = flags(durable, auto_delete, internal);
+            let opts = exchange_flags(durable, auto_delete, internal);
             within(ch.exchange_declare(name.as_str().into(), kind.clone(), opts, args.clone()))
                 .await
                 .unwrap();
@@ -152,11 +75,13 @@ async fn every_exchange_type_declares_with_every_flag_combination_and_redeclares
                 .await
                 .unwrap();
             declare(&ch, &name, kind.clone(), opts).await.unwrap();
-            declare(&ch, &name, kind.clone(), passive()).await.unwrap();
+            declare(&ch, &name, kind.clone(), passive_exchange_options())
+                .await
+                .unwrap();
         }
     }
     // An auto-delete exchange that never had a binding is not deleted.
-    assert!(exists(&conn, "x.direct.2").await);
+    assert!(exchange_exists(&conn, "x.direct.2").await);
 }
 
 #[tokio::test]
@@ -167,7 +92,7 @@ async fn redeclare_with_a_different_type_closes_channel_with_406_inequivalent_ar
         &ch,
         "typed",
         ExchangeKind::Direct,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
     )
     .await
     .unwrap();
@@ -176,7 +101,7 @@ async fn redeclare_with_a_different_type_closes_channel_with_406_inequivalent_ar
             &ch,
             "typed",
             ExchangeKind::Fanout,
-            flags(false, false, false),
+            exchange_flags(false, false, false),
         )
         .await,
     );
@@ -188,7 +113,7 @@ async fn redeclare_with_a_different_type_closes_channel_with_406_inequivalent_ar
     );
     // A channel error: the connection and the exchange stay.
     assert!(conn.status().connected());
-    assert!(exists(&conn, "typed").await);
+    assert!(exchange_exists(&conn, "typed").await);
 }
 
 #[tokio::test]
@@ -200,14 +125,29 @@ async fn redeclare_with_a_different_flag_closes_channel_with_406_naming_the_flag
         &ch,
         "flagged",
         ExchangeKind::Topic,
-        flags(true, false, false),
+        exchange_flags(true, false, false),
     )
     .await
     .unwrap();
     let cases = [
-        (flags(false, false, false), "durable", "false", "true"),
-        (flags(true, true, false), "auto_delete", "true", "false"),
-        (flags(true, false, true), "internal", "true", "false"),
+        (
+            exchange_flags(false, false, false),
+            "durable",
+            "false",
+            "true",
+        ),
+        (
+            exchange_flags(true, true, false),
+            "auto_delete",
+            "true",
+            "false",
+        ),
+        (
+            exchange_flags(true, false, true),
+            "internal",
+            "true",
+            "false",
+        ),
     ];
     for (opts, arg, received, current) in cases {
         let ch = conn.create_channel().await.unwrap();
@@ -233,7 +173,7 @@ async fn redeclare_with_different_arguments_succeeds() {
     within(ch.exchange_declare(
         "args".into(),
         ExchangeKind::Direct,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
         args,
     ))
     .await
@@ -243,7 +183,7 @@ async fn redeclare_with_different_arguments_succeeds() {
     within(ch.exchange_declare(
         "args".into(),
         ExchangeKind::Direct,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
         other,
     ))
     .await
@@ -258,7 +198,7 @@ async fn passive_declare_ignores_type_and_flags() {
         &ch,
         "headers.x",
         ExchangeKind::Headers,
-        flags(true, false, true),
+        exchange_flags(true, false, true),
     )
     .await
     .unwrap();
@@ -278,13 +218,21 @@ async fn passive_declare_ignores_type_and_flags() {
 async fn passive_declare_of_missing_exchange_closes_channel_with_404() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    let (code, text) = refusal(declare(&ch, "missing", ExchangeKind::Direct, passive()).await);
+    let (code, text) = refusal(
+        declare(
+            &ch,
+            "missing",
+            ExchangeKind::Direct,
+            passive_exchange_options(),
+        )
+        .await,
+    );
     assert_eq!(code, Some(404));
     assert_eq!(text, "NOT_FOUND - no exchange 'missing' in vhost '/'");
     assert!(!ch.status().connected());
     assert!(conn.status().connected());
     // The passive declare did not create it.
-    assert!(!exists(&conn, "missing").await);
+    assert!(!exchange_exists(&conn, "missing").await);
 }
 
 #[tokio::test]
@@ -296,7 +244,7 @@ async fn unknown_exchange_type_closes_connection_with_503() {
             &ch,
             "odd",
             ExchangeKind::Custom("x-no-such-type".into()),
-            flags(false, false, false),
+            exchange_flags(false, false, false),
         )
         .await,
     );
@@ -309,7 +257,7 @@ async fn unknown_exchange_type_closes_connection_with_503() {
     assert!(within(conn.create_channel()).await.is_err());
     // Nothing was created, and other connections are unaffected.
     let other = broker.connect().await;
-    assert!(!exists(&other, "odd").await);
+    assert!(!exchange_exists(&other, "odd").await);
 }
 
 #[tokio::test]
@@ -361,10 +309,12 @@ async fn predeclared_amq_exchanges_exist_with_their_types() {
         ("amq.match", ExchangeKind::Headers),
     ];
     for (name, kind) in predeclared {
-        declare(&ch, name, kind.clone(), passive()).await.unwrap();
+        declare(&ch, name, kind.clone(), passive_exchange_options())
+            .await
+            .unwrap();
         // rabbitmq-compat: an equivalent redeclare of an existing amq.* exchange is fine; the
         // reserved prefix only refuses creating one. The predeclared ones are durable.
-        declare(&ch, name, kind, flags(true, false, false))
+        declare(&ch, name, kind, exchange_flags(true, false, false))
             .await
             .unwrap();
     }
@@ -392,7 +342,7 @@ async fn redeclaring_an_amq_exchange_with_other_attributes_closes_channel_with_4
             &ch,
             "amq.direct",
             ExchangeKind::Direct,
-            flags(false, false, false),
+            exchange_flags(false, false, false),
         )
         .await,
     );
@@ -413,7 +363,7 @@ async fn declaring_a_new_amq_prefixed_exchange_closes_channel_with_403() {
             &ch,
             "amq.custom",
             ExchangeKind::Direct,
-            flags(true, false, false),
+            exchange_flags(true, false, false),
         )
         .await,
     );
@@ -423,7 +373,7 @@ async fn declaring_a_new_amq_prefixed_exchange_closes_channel_with_403() {
         "ACCESS_REFUSED - exchange name 'amq.custom' contains reserved prefix 'amq.*'"
     );
     assert!(conn.status().connected());
-    assert!(!exists(&conn, "amq.custom").await);
+    assert!(!exchange_exists(&conn, "amq.custom").await);
 }
 
 #[tokio::test]
@@ -431,7 +381,10 @@ async fn declaring_the_default_exchange_closes_channel_with_403() {
     // rabbitmq-compat: RabbitMQ refuses the default exchange even for a passive declare.
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
-    for opts in [flags(true, false, false), passive()] {
+    for opts in [
+        exchange_flags(true, false, false),
+        passive_exchange_options(),
+    ] {
         let ch = conn.create_channel().await.unwrap();
         let (code, text) = refusal(declare(&ch, "", ExchangeKind::Direct, opts).await);
         assert_eq!(code, Some(403), "{opts:?}");
@@ -464,7 +417,7 @@ async fn deleting_an_amq_exchange_closes_channel_with_403_and_keeps_it() {
                 "ACCESS_REFUSED - deletion of system exchange '{name}' in vhost '/' not allowed"
             )
         );
-        assert!(exists(&conn, name).await, "{name} survived");
+        assert!(exchange_exists(&conn, name).await, "{name} survived");
     }
 }
 
@@ -489,7 +442,7 @@ async fn delete_if_unused_of_an_exchange_with_bindings_closes_channel_with_406()
         &ch,
         "busy",
         ExchangeKind::Direct,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
     )
     .await
     .unwrap();
@@ -522,7 +475,7 @@ async fn delete_if_unused_of_an_exchange_without_bindings_deletes_it() {
         &ch,
         "idle",
         ExchangeKind::Fanout,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
     )
     .await
     .unwrap();
@@ -536,7 +489,7 @@ async fn delete_if_unused_of_an_exchange_without_bindings_deletes_it() {
     within(ch.exchange_delete("idle".into(), if_unused))
         .await
         .unwrap();
-    assert!(!exists(&conn, "idle").await);
+    assert!(!exchange_exists(&conn, "idle").await);
 }
 
 #[tokio::test]
@@ -547,7 +500,7 @@ async fn delete_removes_the_exchange_and_its_bindings() {
         &ch,
         "gone",
         ExchangeKind::Direct,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
     )
     .await
     .unwrap();
@@ -556,13 +509,13 @@ async fn delete_removes_the_exchange_and_its_bindings() {
     within(ch.exchange_delete("gone".into(), ExchangeDeleteOptions::default()))
         .await
         .unwrap();
-    assert!(!exists(&conn, "gone").await);
+    assert!(!exchange_exists(&conn, "gone").await);
     // A new exchange of the same name starts without the old binding.
     declare(
         &ch,
         "gone",
         ExchangeKind::Direct,
-        flags(false, false, false),
+        exchange_flags(false, false, false),
     )
     .await
     .unwrap();
@@ -596,7 +549,7 @@ async fn publishing_to_an_internal_exchange_closes_channel_with_403() {
         &ch,
         "inside",
         ExchangeKind::Fanout,
-        flags(false, false, true),
+        exchange_flags(false, false, true),
     )
     .await
     .unwrap();
@@ -635,7 +588,7 @@ async fn auto_delete_exchange_is_deleted_when_its_last_binding_is_removed() {
         &ch,
         "fleeting",
         ExchangeKind::Direct,
-        flags(false, true, false),
+        exchange_flags(false, true, false),
     )
     .await
     .unwrap();
@@ -644,9 +597,15 @@ async fn auto_delete_exchange_is_deleted_when_its_last_binding_is_removed() {
     bind(&ch, "fleeting-a", "fleeting", "k").await;
     bind(&ch, "fleeting-b", "fleeting", "k").await;
     unbind(&ch, "fleeting-a", "fleeting", "k").await;
-    assert!(exists(&conn, "fleeting").await, "one binding is left");
+    assert!(
+        exchange_exists(&conn, "fleeting").await,
+        "one binding is left"
+    );
     unbind(&ch, "fleeting-b", "fleeting", "k").await;
-    assert!(!exists(&conn, "fleeting").await, "the last binding went");
+    assert!(
+        !exchange_exists(&conn, "fleeting").await,
+        "the last binding went"
+    );
 }
 
 #[tokio::test]
@@ -657,7 +616,7 @@ async fn auto_delete_exchange_is_deleted_when_its_last_bound_queue_is_deleted() 
         &ch,
         "fleeting",
         ExchangeKind::Fanout,
-        flags(false, true, false),
+        exchange_flags(false, true, false),
     )
     .await
     .unwrap();
@@ -666,5 +625,5 @@ async fn auto_delete_exchange_is_deleted_when_its_last_bound_queue_is_deleted() 
     within(ch.queue_delete("fleeting-q".into(), QueueDeleteOptions::default()))
         .await
         .unwrap();
-    assert!(!exists(&conn, "fleeting").await);
+    assert!(!exchange_exists(&conn, "fleeting").await);
 }

@@ -189,13 +189,7 @@ async fn transient_messages_past_the_budget_are_paged_to_disk_and_come_back_in_o
         .await
         .unwrap();
     // A non-durable queue: no store, so only the page file can hold its backlog.
-    ch.queue_declare(
-        "transient".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    declare_queue(&ch, "transient").await;
     let total = 2000;
     for i in 0..total {
         ch.basic_publish(

@@ -10,91 +10,20 @@
 
 mod common;
 use common::*;
-use futures_lite::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Consumer};
-
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish_n(ch: &Channel, queue: &str, n: usize) {
-    for i in 0..n {
-        ch.basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions::default(),
-            format!("m{i}").as_bytes(),
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    }
-}
-
-/// (ready messages, consumers) from the queue task: a round-trip barrier.
-async fn queue_counts(ch: &Channel, queue: &str) -> (u32, u32) {
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    (q.message_count(), q.consumer_count())
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str) -> Consumer {
-    ch.basic_consume(
-        queue.into(),
-        tag.into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap()
-}
-
-async fn next(consumer: &mut Consumer) -> Delivery {
-    within(consumer.next())
-        .await
-        .expect("consumer ended")
-        .expect("delivery error")
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
-}
-
-async fn assert_nothing_buffered(consumer: &mut Consumer) {
-    let extra = futures_lite::future::poll_once(consumer.next()).await;
-    assert!(extra.is_none(), "unexpected extra delivery: {extra:?}");
-}
 
 #[tokio::test]
 async fn consumer_never_holds_more_than_its_prefetch_count() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 20).await;
     ch.basic_qos(3, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
     let mut held = Vec::new();
     for i in 0..3 {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         held.push(d);
     }
     // Exactly three left the queue, and no fourth delivery reached the client.
@@ -106,12 +35,12 @@ async fn consumer_never_holds_more_than_its_prefetch_count() {
 async fn prefetch_holds_for_messages_published_while_consuming() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     ch.basic_qos(2, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
     publish_n(&ch, "q", 10).await;
-    let _a = next(&mut consumer).await;
-    let _b = next(&mut consumer).await;
+    let _a = next_delivery(&mut consumer).await;
+    let _b = next_delivery(&mut consumer).await;
     assert_eq!(queue_counts(&ch, "q").await, (8, 1));
     assert_nothing_buffered(&mut consumer).await;
 }
@@ -120,21 +49,21 @@ async fn prefetch_holds_for_messages_published_while_consuming() {
 async fn each_ack_lets_exactly_one_more_delivery_through() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 10).await;
     ch.basic_qos(2, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
     let mut held = std::collections::VecDeque::new();
-    held.push_back(next(&mut consumer).await);
-    held.push_back(next(&mut consumer).await);
+    held.push_back(next_delivery(&mut consumer).await);
+    held.push_back(next_delivery(&mut consumer).await);
     for i in 2..10u32 {
         held.pop_front()
             .unwrap()
             .ack(BasicAckOptions::default())
             .await
             .unwrap();
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         held.push_back(d);
         // Still two unacked at most: the queue handed out i + 1 in all.
         assert_eq!(queue_counts(&ch, "q").await, (10 - (i + 1), 1));
@@ -146,20 +75,23 @@ async fn each_ack_lets_exactly_one_more_delivery_through() {
 async fn deliveries_resume_after_an_ack_multiple() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 10).await;
     ch.basic_qos(3, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
     let mut last = 0;
     for _ in 0..3 {
-        last = next(&mut consumer).await.delivery_tag;
+        last = next_delivery(&mut consumer).await.delivery_tag;
     }
     assert_eq!(queue_counts(&ch, "q").await, (7, 1));
     ch.basic_ack(last, BasicAckOptions { multiple: true })
         .await
         .unwrap();
     for i in 3..6 {
-        assert_eq!(body(&next(&mut consumer).await), format!("m{i}"));
+        assert_eq!(
+            body_text(&next_delivery(&mut consumer).await),
+            format!("m{i}")
+        );
     }
     assert_eq!(queue_counts(&ch, "q").await, (4, 1));
     assert_nothing_buffered(&mut consumer).await;
@@ -169,25 +101,25 @@ async fn deliveries_resume_after_an_ack_multiple() {
 async fn deliveries_resume_after_nack_and_reject() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 5).await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
-    let d = next(&mut consumer).await;
-    assert_eq!(body(&d), "m0");
+    let d = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&d), "m0");
     d.reject(BasicRejectOptions { requeue: false })
         .await
         .unwrap();
-    let d = next(&mut consumer).await;
-    assert_eq!(body(&d), "m1");
+    let d = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&d), "m1");
     d.nack(BasicNackOptions {
         multiple: false,
         requeue: false,
     })
     .await
     .unwrap();
-    let d = next(&mut consumer).await;
-    assert_eq!(body(&d), "m2");
+    let d = next_delivery(&mut consumer).await;
+    assert_eq!(body_text(&d), "m2");
     assert_eq!(queue_counts(&ch, "q").await, (2, 1));
     assert_nothing_buffered(&mut consumer).await;
 }
@@ -197,11 +129,11 @@ async fn raising_prefetch_does_not_change_existing_consumers() {
     // rabbitmq-compat: global=false applies to consumers created after the qos call.
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 10).await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
-    let _d = next(&mut consumer).await;
+    let _d = next_delivery(&mut consumer).await;
     ch.basic_qos(5, BasicQosOptions::default()).await.unwrap();
     assert_eq!(queue_counts(&ch, "q").await, (9, 1));
     assert_nothing_buffered(&mut consumer).await;
@@ -211,19 +143,22 @@ async fn raising_prefetch_does_not_change_existing_consumers() {
 async fn raising_global_prefetch_releases_more_deliveries() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 10).await;
     ch.basic_qos(1, BasicQosOptions { global: true })
         .await
         .unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
-    assert_eq!(body(&next(&mut consumer).await), "m0");
+    assert_eq!(body_text(&next_delivery(&mut consumer).await), "m0");
     assert_eq!(queue_counts(&ch, "q").await, (9, 1));
     ch.basic_qos(4, BasicQosOptions { global: true })
         .await
         .unwrap();
     for i in 1..4 {
-        assert_eq!(body(&next(&mut consumer).await), format!("m{i}"));
+        assert_eq!(
+            body_text(&next_delivery(&mut consumer).await),
+            format!("m{i}")
+        );
     }
     assert_eq!(queue_counts(&ch, "q").await, (6, 1));
     assert_nothing_buffered(&mut consumer).await;
@@ -234,15 +169,15 @@ async fn two_consumers_share_a_queue_round_robin_alternating() {
     let broker = TestBroker::start().await;
     let (_c1, ch1) = broker.channel().await;
     let (_c2, ch2) = broker.channel().await;
-    declare(&ch1, "q").await;
+    declare_queue(&ch1, "q").await;
     let mut a = consume(&ch1, "q", "a").await;
     let mut b = consume(&ch2, "q", "b").await;
     publish_n(&ch1, "q", 10).await;
     let mut got_a = Vec::new();
     let mut got_b = Vec::new();
     for _ in 0..5 {
-        got_a.push(body(&next(&mut a).await));
-        got_b.push(body(&next(&mut b).await));
+        got_a.push(body_text(&next_delivery(&mut a).await));
+        got_b.push(body_text(&next_delivery(&mut b).await));
     }
     assert_eq!(got_a, ["m0", "m2", "m4", "m6", "m8"]);
     assert_eq!(got_b, ["m1", "m3", "m5", "m7", "m9"]);
@@ -255,7 +190,7 @@ async fn two_consumers_share_a_queue_round_robin_alternating() {
 async fn three_consumers_on_one_channel_take_turns() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     let mut consumers = Vec::new();
     for tag in ["a", "b", "c"] {
         consumers.push(consume(&ch, "q", tag).await);
@@ -263,8 +198,8 @@ async fn three_consumers_on_one_channel_take_turns() {
     publish_n(&ch, "q", 9).await;
     for (k, consumer) in consumers.iter_mut().enumerate() {
         for round in 0..3 {
-            let d = next(consumer).await;
-            assert_eq!(body(&d), format!("m{}", round * 3 + k));
+            let d = next_delivery(consumer).await;
+            assert_eq!(body_text(&d), format!("m{}", round * 3 + k));
         }
     }
 }
@@ -274,18 +209,18 @@ async fn round_robin_skips_a_consumer_whose_prefetch_is_full() {
     let broker = TestBroker::start().await;
     let (_c1, ch1) = broker.channel().await;
     let (_c2, ch2) = broker.channel().await;
-    declare(&ch1, "q").await;
+    declare_queue(&ch1, "q").await;
     ch1.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut slow = consume(&ch1, "q", "slow").await;
     let mut fast = consume(&ch2, "q", "fast").await;
     publish_n(&ch1, "q", 6).await;
-    let first = next(&mut slow).await;
-    assert_eq!(body(&first), "m0");
+    let first = next_delivery(&mut slow).await;
+    assert_eq!(body_text(&first), "m0");
     let rest: Vec<String> = {
         let mut v = Vec::new();
         for _ in 0..5 {
-            let d = next(&mut fast).await;
-            v.push(body(&d));
+            let d = next_delivery(&mut fast).await;
+            v.push(body_text(&d));
         }
         v
     };
@@ -298,12 +233,12 @@ async fn round_robin_skips_a_consumer_whose_prefetch_is_full() {
 async fn a_queue_delivers_in_fifo_order() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 500).await;
     let mut consumer = consume(&ch, "q", "c").await;
     for i in 0..500 {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         assert_eq!(d.delivery_tag, i as u64 + 1);
     }
 }
@@ -312,13 +247,13 @@ async fn a_queue_delivers_in_fifo_order() {
 async fn fifo_order_holds_with_prefetch_one_and_acks() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
     publish_n(&ch, "q", 50).await;
     for i in 0..50 {
-        let d = next(&mut consumer).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     assert_eq!(queue_counts(&ch, "q").await, (0, 1));
@@ -328,7 +263,7 @@ async fn fifo_order_holds_with_prefetch_one_and_acks() {
 async fn basic_get_takes_messages_in_fifo_order() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     publish_n(&ch, "q", 20).await;
     for i in 0..20 {
         let got = ch
@@ -336,6 +271,6 @@ async fn basic_get_takes_messages_in_fifo_order() {
             .await
             .unwrap()
             .expect("get-ok");
-        assert_eq!(body(&got.delivery), format!("m{i}"));
+        assert_eq!(body_text(&got.delivery), format!("m{i}"));
     }
 }

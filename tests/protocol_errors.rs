@@ -9,7 +9,6 @@ use common::*;
 
 use amq_protocol::protocol::{connection, queue, AMQPClass};
 use lapin::options::*;
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 
 const FRAME_METHOD: u8 = 1;
@@ -28,15 +27,7 @@ struct Setup {
 async fn setup() -> Setup {
     let broker = TestBroker::start().await;
     let bystander = broker.channel().await;
-    bystander
-        .1
-        .queue_declare(
-            "bystander".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_queue(&bystander.1, "bystander").await;
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
     Setup {
@@ -81,17 +72,7 @@ impl Setup {
         assert_eq!(got.delivery.data, b"unaffected");
         // and the broker still accepts new connections
         let (_conn, fresh) = self.broker.channel().await;
-        fresh
-            .queue_declare(
-                "bystander".into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        passive_queue(&fresh, "bystander").await.unwrap();
     }
 }
 
@@ -120,11 +101,11 @@ fn publish_frame(channel: u16, routing_key: &str, bits: u8) -> Vec<u8> {
 
 /// A basic content header with no properties.
 fn header_frame(channel: u16, body_size: u64) -> Vec<u8> {
-    let mut p = 60u16.to_be_bytes().to_vec();
-    p.extend_from_slice(&0u16.to_be_bytes()); // weight
-    p.extend_from_slice(&body_size.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes()); // property flags
-    raw_frame(FRAME_HEADER, channel, &p)
+    raw_frame(
+        FRAME_HEADER,
+        channel,
+        &basic_header_payload(body_size, NO_PROPERTIES),
+    )
 }
 
 /// basic.qos as raw bytes: amq-protocol's `Qos` has no prefetch_size field, so lapin cannot
@@ -221,17 +202,7 @@ async fn bad_frame_end_is_caught_before_the_method_runs() {
     let (code, text, _, _) = s.raw.expect_connection_close().await;
     assert_eq!(code, 501);
     assert!(text.ends_with("{invalid_frame_end_marker,120}"), "{text}");
-    let err = s
-        .bystander
-        .1
-        .queue_declare(
-            "never-declared".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let err = passive_queue(&s.bystander.1, "never-declared")
         .await
         .unwrap_err();
     assert_eq!(reply_code(&err), Some(404));
@@ -491,14 +462,7 @@ async fn immediate_publish_through_lapin_closes_its_connection_with_540() {
     .await;
     assert_eq!(reply_code(&err), Some(540), "{err:?}");
     assert_eq!(reply_text(&err), "NOT_IMPLEMENTED - immediate=true");
-    other_ch
-        .queue_declare(
-            "after-immediate".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_queue(&other_ch, "after-immediate").await;
 }
 
 // ---- malformed arguments -------------------------------------------------------------------

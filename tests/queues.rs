@@ -12,7 +12,7 @@ use amq_protocol::protocol::{basic, queue, AMQPClass};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{Channel, ExchangeKind};
 use warren_broker::connection::frame::Frame;
 
 const LOCKED: &str = "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'mine' in \
@@ -28,130 +28,16 @@ fn opts(durable: bool, exclusive: bool, auto_delete: bool) -> QueueDeclareOption
     }
 }
 
-fn passive() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
 fn max_length(value: AMQPValue) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), value);
     args
 }
 
-async fn declare_with(
-    ch: &Channel,
-    name: &str,
-    options: QueueDeclareOptions,
-    args: FieldTable,
-) -> lapin::Result<lapin::Queue> {
-    within(ch.queue_declare(name.into(), options, args)).await
-}
-
-async fn declare(ch: &Channel, name: &str) -> lapin::Queue {
-    declare_with(
-        ch,
-        name,
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap()
-}
-
-/// (message count, consumer count) from a passive declare on a fresh channel, or None for 404.
-/// The channel is closed before returning (a 404 closes it anyway).
-async fn counts(conn: &Connection, name: &str) -> Option<(u32, u32)> {
-    let ch = conn.create_channel().await.unwrap();
-    match declare_with(&ch, name, passive(), FieldTable::default()).await {
-        Ok(q) => {
-            within(ch.close(200, "OK".into())).await.unwrap();
-            Some((q.message_count(), q.consumer_count()))
-        }
-        Err(e) if reply_code(&e) == Some(404) => None,
-        Err(e) => panic!("passive declare of '{name}' failed: {e:?}"),
-    }
-}
-
-/// The (code, text) of an error the broker closed the channel with.
-fn refusal(result: lapin::Result<impl std::fmt::Debug>) -> (Option<u16>, String) {
-    let err = result.expect_err("the broker accepted a method it must refuse");
-    (reply_code(&err), reply_text(&err))
-}
-
-/// Publishes through `exchange`. Later methods on the same channel see the message enqueued:
-/// the broker hands a publish to its queues before it reads the channel's next method.
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
-    within(ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    ))
-    .await
-    .unwrap();
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
-        .await
-        .unwrap()
-}
-
-async fn get_body(ch: &Channel, queue: &str) -> Option<Vec<u8>> {
-    get(ch, queue, true).await.map(|m| m.delivery.data.clone())
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str) -> lapin::Consumer {
-    within(ch.basic_consume(
-        queue.into(),
-        tag.into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap()
-}
-
 async fn cancel(ch: &Channel, tag: &str) {
     within(ch.basic_cancel(tag.into(), BasicCancelOptions::default()))
         .await
         .unwrap();
-}
-
-async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    within(ch.exchange_declare(
-        name.into(),
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
-    within(ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-}
-
-async fn unbind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
-    within(ch.queue_unbind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        FieldTable::default(),
-    ))
-    .await
 }
 
 async fn delete(ch: &Channel, queue: &str, if_unused: bool, if_empty: bool) -> lapin::Result<u32> {
@@ -172,7 +58,7 @@ async fn delete(ch: &Channel, queue: &str, if_unused: bool, if_empty: bool) -> l
 async fn declare_of_a_named_queue_returns_its_name_and_zero_counts() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    let q = declare(&ch, "orders").await;
+    let q = declare_queue(&ch, "orders").await;
     assert_eq!(q.name().as_str(), "orders");
     assert_eq!((q.message_count(), q.consumer_count()), (0, 0));
 }
@@ -181,15 +67,15 @@ async fn declare_of_a_named_queue_returns_its_name_and_zero_counts() {
 async fn server_named_queues_get_unique_amq_gen_names_that_work() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    let a = declare(&ch, "").await;
-    let b = declare(&ch, "").await;
+    let a = declare_queue(&ch, "").await;
+    let b = declare_queue(&ch, "").await;
     let (a, b) = (a.name().as_str().to_string(), b.name().as_str().to_string());
     assert!(a.starts_with("amq.gen-"), "{a}");
     assert!(b.starts_with("amq.gen-"), "{b}");
     assert!(a.len() > "amq.gen-".len());
     assert_ne!(a, b);
     // The name is a real queue: passive declare (no 403 for the amq. prefix) and routing work.
-    let q = declare_with(&ch, &a, passive(), FieldTable::default())
+    let q = try_declare_queue(&ch, &a, passive_queue_options(), FieldTable::default())
         .await
         .unwrap();
     assert_eq!(q.name().as_str(), a);
@@ -204,18 +90,23 @@ async fn server_named_queues_get_unique_amq_gen_names_that_work() {
 async fn declare_ok_counts_ready_messages_but_not_unacked_ones() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "counted").await;
+    declare_queue(&ch, "counted").await;
     for body in [b"1", b"2", b"3"] {
         publish(&ch, "", "counted", body).await;
     }
     let unacked = get(&ch, "counted", false).await.unwrap();
     assert_eq!(unacked.delivery.data, b"1");
-    let q = declare_with(&ch, "counted", passive(), FieldTable::default())
-        .await
-        .unwrap();
+    let q = try_declare_queue(
+        &ch,
+        "counted",
+        passive_queue_options(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!((q.message_count(), q.consumer_count()), (2, 0));
     // A non-passive redeclare reports the same counts.
-    let q = declare(&ch, "counted").await;
+    let q = declare_queue(&ch, "counted").await;
     assert_eq!((q.message_count(), q.consumer_count()), (2, 0));
 }
 
@@ -224,38 +115,50 @@ async fn declare_ok_counts_consumers() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "watched").await;
+    declare_queue(&ch, "watched").await;
     let other = conn.create_channel().await.unwrap();
     let _a = consume(&ch, "watched", "a").await;
     let _b = consume(&other, "watched", "b").await;
-    assert_eq!(counts(&conn, "watched").await, Some((0, 2)));
+    assert_eq!(queue_counts_if_exists(&conn, "watched").await, Some((0, 2)));
     cancel(&ch, "a").await;
-    assert_eq!(counts(&conn, "watched").await, Some((0, 1)));
+    assert_eq!(queue_counts_if_exists(&conn, "watched").await, Some((0, 1)));
 }
 
 #[tokio::test]
 async fn passive_declare_of_missing_queue_closes_channel_with_404() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    let (code, text) = refusal(declare_with(&ch, "absent", passive(), FieldTable::default()).await);
+    let (code, text) = refusal(
+        try_declare_queue(
+            &ch,
+            "absent",
+            passive_queue_options(),
+            FieldTable::default(),
+        )
+        .await,
+    );
     assert_eq!(code, Some(404));
     assert_eq!(text, "NOT_FOUND - no queue 'absent' in vhost '/'");
     assert!(conn.status().connected());
-    assert_eq!(counts(&conn, "absent").await, None, "not created");
+    assert_eq!(
+        queue_counts_if_exists(&conn, "absent").await,
+        None,
+        "not created"
+    );
 }
 
 #[tokio::test]
 async fn passive_declare_ignores_flags_and_arguments() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "plain").await;
+    declare_queue(&ch, "plain").await;
     let odd = QueueDeclareOptions {
         passive: true,
         durable: true,
         auto_delete: true,
         ..QueueDeclareOptions::default()
     };
-    declare_with(&ch, "plain", odd, max_length(AMQPValue::LongLongInt(1)))
+    try_declare_queue(&ch, "plain", odd, max_length(AMQPValue::LongLongInt(1)))
         .await
         .unwrap();
 }
@@ -264,7 +167,7 @@ async fn passive_declare_ignores_flags_and_arguments() {
 async fn redeclare_with_different_durable_closes_channel_with_406() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare_with(
+    try_declare_queue(
         &ch,
         "kept",
         opts(false, false, false),
@@ -272,8 +175,9 @@ async fn redeclare_with_different_durable_closes_channel_with_406() {
     )
     .await
     .unwrap();
-    let (code, text) =
-        refusal(declare_with(&ch, "kept", opts(true, false, false), FieldTable::default()).await);
+    let (code, text) = refusal(
+        try_declare_queue(&ch, "kept", opts(true, false, false), FieldTable::default()).await,
+    );
     assert_eq!(code, Some(406));
     assert_eq!(
         text,
@@ -287,11 +191,12 @@ async fn redeclare_with_different_durable_closes_channel_with_406() {
 async fn redeclare_with_different_auto_delete_closes_channel_with_406() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare_with(&ch, "kept", opts(true, false, false), FieldTable::default())
+    try_declare_queue(&ch, "kept", opts(true, false, false), FieldTable::default())
         .await
         .unwrap();
-    let (code, text) =
-        refusal(declare_with(&ch, "kept", opts(true, false, true), FieldTable::default()).await);
+    let (code, text) = refusal(
+        try_declare_queue(&ch, "kept", opts(true, false, true), FieldTable::default()).await,
+    );
     assert_eq!(code, Some(406));
     assert_eq!(
         text,
@@ -305,7 +210,7 @@ async fn queue_arguments_are_kept_and_checked_on_redeclare() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare_with(
+    try_declare_queue(
         &ch,
         "bounded",
         QueueDeclareOptions::default(),
@@ -320,7 +225,7 @@ async fn queue_arguments_are_kept_and_checked_on_redeclare() {
         AMQPValue::LongInt(10),
         AMQPValue::ShortInt(10),
     ] {
-        declare_with(
+        try_declare_queue(
             &ch,
             "bounded",
             QueueDeclareOptions::default(),
@@ -331,7 +236,7 @@ async fn queue_arguments_are_kept_and_checked_on_redeclare() {
     }
     let ch = conn.create_channel().await.unwrap();
     let (code, text) = refusal(
-        declare_with(
+        try_declare_queue(
             &ch,
             "bounded",
             QueueDeclareOptions::default(),
@@ -347,7 +252,7 @@ async fn queue_arguments_are_kept_and_checked_on_redeclare() {
     );
     let ch = conn.create_channel().await.unwrap();
     let (code, text) = refusal(
-        declare_with(
+        try_declare_queue(
             &ch,
             "bounded",
             QueueDeclareOptions::default(),
@@ -368,7 +273,7 @@ async fn declaring_an_amq_prefixed_queue_closes_channel_with_403() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
     let (code, text) = refusal(
-        declare_with(
+        try_declare_queue(
             &ch,
             "amq.mine",
             QueueDeclareOptions::default(),
@@ -381,7 +286,7 @@ async fn declaring_an_amq_prefixed_queue_closes_channel_with_403() {
         text,
         "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'"
     );
-    assert_eq!(counts(&conn, "amq.mine").await, None);
+    assert_eq!(queue_counts_if_exists(&conn, "amq.mine").await, None);
 }
 
 // ---- bind / unbind ----
@@ -391,9 +296,9 @@ async fn binding_twice_is_one_binding() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     declare_exchange(&ch, "twice", ExchangeKind::Direct).await;
-    declare(&ch, "twice-q").await;
-    bind(&ch, "twice-q", "twice", "k").await.unwrap();
-    bind(&ch, "twice-q", "twice", "k").await.unwrap();
+    declare_queue(&ch, "twice-q").await;
+    try_bind(&ch, "twice-q", "twice", "k").await.unwrap();
+    try_bind(&ch, "twice-q", "twice", "k").await.unwrap();
     publish(&ch, "twice", "k", b"once").await;
     assert_eq!(
         get_body(&ch, "twice-q").await.as_deref(),
@@ -401,7 +306,7 @@ async fn binding_twice_is_one_binding() {
     );
     assert_eq!(get_body(&ch, "twice-q").await, None, "one copy only");
     // One unbind removes it: there was only one binding.
-    unbind(&ch, "twice-q", "twice", "k").await.unwrap();
+    try_unbind(&ch, "twice-q", "twice", "k").await.unwrap();
     publish(&ch, "twice", "k", b"after unbind").await;
     assert_eq!(get_body(&ch, "twice-q").await, None);
 }
@@ -411,13 +316,13 @@ async fn unbinding_a_missing_binding_succeeds() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     declare_exchange(&ch, "loose", ExchangeKind::Topic).await;
-    declare(&ch, "loose-q").await;
-    unbind(&ch, "loose-q", "loose", "never.bound")
+    declare_queue(&ch, "loose-q").await;
+    try_unbind(&ch, "loose-q", "loose", "never.bound")
         .await
         .unwrap();
-    bind(&ch, "loose-q", "loose", "a.*").await.unwrap();
-    unbind(&ch, "loose-q", "loose", "a.*").await.unwrap();
-    unbind(&ch, "loose-q", "loose", "a.*").await.unwrap();
+    try_bind(&ch, "loose-q", "loose", "a.*").await.unwrap();
+    try_unbind(&ch, "loose-q", "loose", "a.*").await.unwrap();
+    try_unbind(&ch, "loose-q", "loose", "a.*").await.unwrap();
     assert!(ch.status().connected());
 }
 
@@ -426,7 +331,7 @@ async fn bind_to_a_missing_queue_closes_channel_with_404() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     declare_exchange(&ch, "x", ExchangeKind::Direct).await;
-    let (code, text) = refusal(bind(&ch, "no-such-queue", "x", "k").await);
+    let (code, text) = refusal(try_bind(&ch, "no-such-queue", "x", "k").await);
     assert_eq!(code, Some(404));
     assert_eq!(text, "NOT_FOUND - no queue 'no-such-queue' in vhost '/'");
 }
@@ -435,8 +340,8 @@ async fn bind_to_a_missing_queue_closes_channel_with_404() {
 async fn bind_to_a_missing_exchange_closes_channel_with_404() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    let (code, text) = refusal(bind(&ch, "q", "no-such-exchange", "k").await);
+    declare_queue(&ch, "q").await;
+    let (code, text) = refusal(try_bind(&ch, "q", "no-such-exchange", "k").await);
     assert_eq!(code, Some(404));
     assert_eq!(
         text,
@@ -449,15 +354,15 @@ async fn bind_and_unbind_on_the_default_exchange_close_channel_with_403() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
-    let (code, text) = refusal(bind(&ch, "q", "", "q").await);
+    declare_queue(&ch, "q").await;
+    let (code, text) = refusal(try_bind(&ch, "q", "", "q").await);
     assert_eq!(code, Some(403));
     assert_eq!(
         text,
         "ACCESS_REFUSED - operation not permitted on the default exchange"
     );
     let ch = conn.create_channel().await.unwrap();
-    let (code, text) = refusal(unbind(&ch, "q", "", "q").await);
+    let (code, text) = refusal(try_unbind(&ch, "q", "", "q").await);
     assert_eq!(code, Some(403));
     assert_eq!(
         text,
@@ -471,7 +376,7 @@ async fn bind_and_unbind_on_the_default_exchange_close_channel_with_403() {
 async fn purge_returns_the_ready_count_and_leaves_unacked_messages() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "purged").await;
+    declare_queue(&ch, "purged").await;
     for body in [b"1", b"2", b"3"] {
         publish(&ch, "", "purged", body).await;
     }
@@ -510,17 +415,17 @@ async fn delete_returns_the_message_count_and_removes_queue_and_bindings() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
     declare_exchange(&ch, "to-deleted", ExchangeKind::Fanout).await;
-    declare(&ch, "doomed").await;
-    bind(&ch, "doomed", "to-deleted", "").await.unwrap();
+    declare_queue(&ch, "doomed").await;
+    try_bind(&ch, "doomed", "to-deleted", "").await.unwrap();
     for body in [b"1", b"2", b"3"] {
         publish(&ch, "to-deleted", "", body).await;
     }
     assert_eq!(delete(&ch, "doomed", false, false).await.unwrap(), 3);
-    assert_eq!(counts(&conn, "doomed").await, None);
+    assert_eq!(queue_counts_if_exists(&conn, "doomed").await, None);
     // A new queue of the same name is empty and has none of the old bindings.
-    declare(&ch, "doomed").await;
+    declare_queue(&ch, "doomed").await;
     publish(&ch, "to-deleted", "", b"4").await;
-    assert_eq!(counts(&conn, "doomed").await, Some((0, 0)));
+    assert_eq!(queue_counts_if_exists(&conn, "doomed").await, Some((0, 0)));
 }
 
 #[tokio::test]
@@ -528,7 +433,7 @@ async fn delete_if_unused_of_a_queue_with_a_consumer_closes_channel_with_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let consumer_ch = conn.create_channel().await.unwrap();
-    declare(&consumer_ch, "in-use").await;
+    declare_queue(&consumer_ch, "in-use").await;
     let _consumer = consume(&consumer_ch, "in-use", "c").await;
     let ch = conn.create_channel().await.unwrap();
     let (code, text) = refusal(delete(&ch, "in-use", true, false).await);
@@ -537,14 +442,18 @@ async fn delete_if_unused_of_a_queue_with_a_consumer_closes_channel_with_406() {
         text,
         "PRECONDITION_FAILED - queue 'in-use' in vhost '/' in use"
     );
-    assert_eq!(counts(&conn, "in-use").await, Some((0, 1)), "still there");
+    assert_eq!(
+        queue_counts_if_exists(&conn, "in-use").await,
+        Some((0, 1)),
+        "still there"
+    );
 }
 
 #[tokio::test]
 async fn delete_if_empty_of_a_queue_with_messages_closes_channel_with_406() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "full").await;
+    declare_queue(&ch, "full").await;
     publish(&ch, "", "full", b"m").await;
     let (code, text) = refusal(delete(&ch, "full", false, true).await);
     assert_eq!(code, Some(406));
@@ -552,18 +461,22 @@ async fn delete_if_empty_of_a_queue_with_messages_closes_channel_with_406() {
         text,
         "PRECONDITION_FAILED - queue 'full' in vhost '/' not empty"
     );
-    assert_eq!(counts(&conn, "full").await, Some((1, 0)), "still there");
+    assert_eq!(
+        queue_counts_if_exists(&conn, "full").await,
+        Some((1, 0)),
+        "still there"
+    );
 }
 
 #[tokio::test]
 async fn delete_if_unused_and_if_empty_of_an_idle_empty_queue_succeeds() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "idle").await;
+    declare_queue(&ch, "idle").await;
     let _consumer = consume(&ch, "idle", "c").await;
     cancel(&ch, "c").await;
     assert_eq!(delete(&ch, "idle", true, true).await.unwrap(), 0);
-    assert_eq!(counts(&conn, "idle").await, None);
+    assert_eq!(queue_counts_if_exists(&conn, "idle").await, None);
 }
 
 #[tokio::test]
@@ -573,7 +486,7 @@ async fn deleting_a_missing_queue_succeeds_with_zero_messages() {
     let (_conn, ch) = broker.channel().await;
     assert_eq!(delete(&ch, "never-there", false, false).await.unwrap(), 0);
     assert_eq!(delete(&ch, "never-there", true, true).await.unwrap(), 0);
-    declare(&ch, "once").await;
+    declare_queue(&ch, "once").await;
     assert_eq!(delete(&ch, "once", false, false).await.unwrap(), 0);
     assert_eq!(delete(&ch, "once", false, false).await.unwrap(), 0);
 }
@@ -584,7 +497,7 @@ async fn deleting_a_missing_queue_succeeds_with_zero_messages() {
 async fn exclusive_queue_is_locked_to_its_connection_with_405() {
     let broker = TestBroker::start().await;
     let (_owner, owner_ch) = broker.channel().await;
-    declare_with(
+    try_declare_queue(
         &owner_ch,
         "mine",
         opts(false, true, false),
@@ -599,7 +512,7 @@ async fn exclusive_queue_is_locked_to_its_connection_with_405() {
     let attempts: Vec<(&str, lapin::Result<()>)> = vec![
         ("declare", {
             let ch = other.create_channel().await.unwrap();
-            declare_with(
+            try_declare_queue(
                 &ch,
                 "mine",
                 QueueDeclareOptions::default(),
@@ -610,13 +523,13 @@ async fn exclusive_queue_is_locked_to_its_connection_with_405() {
         }),
         ("declare exclusive", {
             let ch = other.create_channel().await.unwrap();
-            declare_with(&ch, "mine", opts(false, true, false), FieldTable::default())
+            try_declare_queue(&ch, "mine", opts(false, true, false), FieldTable::default())
                 .await
                 .map(drop)
         }),
         ("passive declare", {
             let ch = other.create_channel().await.unwrap();
-            declare_with(&ch, "mine", passive(), FieldTable::default())
+            try_declare_queue(&ch, "mine", passive_queue_options(), FieldTable::default())
                 .await
                 .map(drop)
         }),
@@ -649,11 +562,11 @@ async fn exclusive_queue_is_locked_to_its_connection_with_405() {
         }),
         ("bind", {
             let ch = other.create_channel().await.unwrap();
-            bind(&ch, "mine", "shared-x", "k").await
+            try_bind(&ch, "mine", "shared-x", "k").await
         }),
         ("unbind", {
             let ch = other.create_channel().await.unwrap();
-            unbind(&ch, "mine", "shared-x", "k").await
+            try_unbind(&ch, "mine", "shared-x", "k").await
         }),
     ];
     for (what, result) in attempts {
@@ -673,23 +586,23 @@ async fn exclusive_queue_outlives_its_channel_and_is_deleted_when_its_connection
     let broker = TestBroker::start().await;
     let owner = broker.connect().await;
     let ch = owner.create_channel().await.unwrap();
-    declare_with(&ch, "mine", opts(false, true, false), FieldTable::default())
+    try_declare_queue(&ch, "mine", opts(false, true, false), FieldTable::default())
         .await
         .unwrap();
     publish(&ch, "", "mine", b"m").await;
     within(ch.close(200, "bye".into())).await.unwrap();
     assert_eq!(
-        counts(&owner, "mine").await,
+        queue_counts_if_exists(&owner, "mine").await,
         Some((1, 0)),
         "bound to the connection"
     );
 
     within(owner.close(200, "bye".into())).await.unwrap();
     let other = broker.connect().await;
-    assert_eq!(counts(&other, "mine").await, None);
+    assert_eq!(queue_counts_if_exists(&other, "mine").await, None);
     // The name is free again, for anyone.
     let ch = other.create_channel().await.unwrap();
-    declare(&ch, "mine").await;
+    declare_queue(&ch, "mine").await;
 }
 
 // ---- auto-delete ----
@@ -698,7 +611,7 @@ async fn exclusive_queue_outlives_its_channel_and_is_deleted_when_its_connection
 async fn auto_delete_queue_is_kept_until_it_has_had_a_consumer() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare_with(
+    try_declare_queue(
         &ch,
         "ephemeral",
         opts(false, false, true),
@@ -707,17 +620,20 @@ async fn auto_delete_queue_is_kept_until_it_has_had_a_consumer() {
     .await
     .unwrap();
     publish(&ch, "", "ephemeral", b"waiting").await;
-    assert_eq!(counts(&conn, "ephemeral").await, Some((1, 0)));
+    assert_eq!(
+        queue_counts_if_exists(&conn, "ephemeral").await,
+        Some((1, 0))
+    );
     let _consumer = consume(&ch, "ephemeral", "c").await;
     cancel(&ch, "c").await;
-    assert_eq!(counts(&conn, "ephemeral").await, None);
+    assert_eq!(queue_counts_if_exists(&conn, "ephemeral").await, None);
 }
 
 #[tokio::test]
 async fn auto_delete_queue_is_deleted_when_its_last_consumer_is_cancelled() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare_with(
+    try_declare_queue(
         &ch,
         "ephemeral",
         opts(false, false, true),
@@ -729,19 +645,19 @@ async fn auto_delete_queue_is_deleted_when_its_last_consumer_is_cancelled() {
     let _b = consume(&ch, "ephemeral", "b").await;
     cancel(&ch, "a").await;
     assert_eq!(
-        counts(&conn, "ephemeral").await,
+        queue_counts_if_exists(&conn, "ephemeral").await,
         Some((0, 1)),
         "one consumer left"
     );
     cancel(&ch, "b").await;
-    assert_eq!(counts(&conn, "ephemeral").await, None);
+    assert_eq!(queue_counts_if_exists(&conn, "ephemeral").await, None);
 }
 
 #[tokio::test]
 async fn auto_delete_queue_is_deleted_when_its_last_consumers_channel_closes() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare_with(
+    try_declare_queue(
         &ch,
         "ephemeral",
         opts(false, false, true),
@@ -752,7 +668,7 @@ async fn auto_delete_queue_is_deleted_when_its_last_consumers_channel_closes() {
     let consumer_ch = conn.create_channel().await.unwrap();
     let _consumer = consume(&consumer_ch, "ephemeral", "c").await;
     within(consumer_ch.close(200, "bye".into())).await.unwrap();
-    assert_eq!(counts(&conn, "ephemeral").await, None);
+    assert_eq!(queue_counts_if_exists(&conn, "ephemeral").await, None);
 }
 
 // ---- consumer cancel notification ----
@@ -761,7 +677,7 @@ async fn auto_delete_queue_is_deleted_when_its_last_consumers_channel_closes() {
 async fn deleting_a_queue_cancels_its_consumers_and_keeps_their_channel_open() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "short-lived").await;
+    declare_queue(&ch, "short-lived").await;
     let mut consumer = consume(&ch, "short-lived", "watcher").await;
     let (_other, deleter) = broker.channel().await;
     delete(&deleter, "short-lived", false, false).await.unwrap();
@@ -769,7 +685,7 @@ async fn deleting_a_queue_cancels_its_consumers_and_keeps_their_channel_open() {
     assert!(within(consumer.next()).await.is_none());
     // It was a cancel, not a channel close: the channel still works.
     assert!(ch.status().connected());
-    declare(&ch, "after").await;
+    declare_queue(&ch, "after").await;
 }
 
 #[tokio::test]
@@ -837,8 +753,8 @@ async fn empty_queue_name_means_the_channels_last_declared_queue() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
     declare_exchange(&ch, "shortcut", ExchangeKind::Direct).await;
-    let name = declare(&ch, "").await.name().as_str().to_string();
-    bind(&ch, "", "shortcut", "k").await.unwrap();
+    let name = declare_queue(&ch, "").await.name().as_str().to_string();
+    try_bind(&ch, "", "shortcut", "k").await.unwrap();
     publish(&ch, "shortcut", "k", b"1").await;
     assert_eq!(get_body(&ch, "").await.as_deref(), Some(&b"1"[..]));
     for body in [b"2", b"3"] {
@@ -855,11 +771,11 @@ async fn empty_queue_name_means_the_channels_last_declared_queue() {
     assert_eq!(delivery.routing_key.as_str(), "k");
     delivery.ack(BasicAckOptions::default()).await.unwrap();
     cancel(&ch, "c").await;
-    unbind(&ch, "", "shortcut", "k").await.unwrap();
+    try_unbind(&ch, "", "shortcut", "k").await.unwrap();
     publish(&ch, "shortcut", "k", b"unrouted").await;
     publish(&ch, "", &name, b"5").await;
     assert_eq!(delete(&ch, "", false, false).await.unwrap(), 1);
-    assert_eq!(counts(&conn, &name).await, None);
+    assert_eq!(queue_counts_if_exists(&conn, &name).await, None);
 }
 
 #[tokio::test]
@@ -868,8 +784,8 @@ async fn bind_without_queue_and_routing_key_uses_the_last_queue_name_as_key() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     declare_exchange(&ch, "by-name", ExchangeKind::Direct).await;
-    declare(&ch, "named").await;
-    bind(&ch, "", "by-name", "").await.unwrap();
+    declare_queue(&ch, "named").await;
+    try_bind(&ch, "", "by-name", "").await.unwrap();
     publish(&ch, "by-name", "", b"empty key").await;
     publish(&ch, "by-name", "named", b"queue name as key").await;
     assert_eq!(

@@ -5,52 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use amq_protocol::protocol::{basic, queue, AMQPClass};
+use amq_protocol::protocol::{basic, AMQPClass};
 use common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::{Channel, Consumer};
 use warren_broker::connection::frame::Frame;
-
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish(ch: &Channel, queue: &str, body: &str) {
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body.as_bytes(),
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
-}
-
-/// (ready messages, consumers) from the queue task: a round-trip barrier.
-async fn queue_counts(ch: &Channel, queue: &str) -> (u32, u32) {
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    (q.message_count(), q.consumer_count())
-}
 
 /// Polls the queue (one round trip at a time) until it reports `ready` messages: for a
 /// dropped socket, where the client has no reply to wait on.
@@ -61,28 +23,6 @@ async fn wait_for_ready(ch: &Channel, queue: &str, ready: u32) {
         }
     })
     .await;
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str) -> Consumer {
-    ch.basic_consume(
-        queue.into(),
-        tag.into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap()
-}
-
-async fn next(consumer: &mut Consumer) -> Delivery {
-    within(consumer.next())
-        .await
-        .expect("consumer ended")
-        .expect("delivery error")
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
 }
 
 /// The first consumer ("a") holds m0..m2 unacked; a second consumer ("b", prefetch 1) holds n0
@@ -99,10 +39,10 @@ async fn second_consumer_with_newer_messages_waiting(broker: &TestBroker) -> Sce
     b_ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut b = consume(&b_ch, "q", "b").await;
     for i in 0..4 {
-        publish(&b_ch, "q", &format!("n{i}")).await;
+        publish_to_queue(&b_ch, "q", &format!("n{i}")).await;
     }
-    let n0 = next(&mut b).await;
-    assert_eq!(body(&n0), "n0");
+    let n0 = next_delivery(&mut b).await;
+    assert_eq!(body_text(&n0), "n0");
     assert_eq!(queue_counts(&b_ch, "q").await, (3, 2));
     Scene {
         b_ch,
@@ -120,8 +60,8 @@ async fn b_gets_returned_messages_first(scene: Scene) {
     n0.ack(BasicAckOptions::default()).await.unwrap();
     let mut got = Vec::new();
     for _ in 0..6 {
-        let d = next(&mut b).await;
-        got.push((body(&d), d.redelivered));
+        let d = next_delivery(&mut b).await;
+        got.push((body_text(&d), d.redelivered));
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     let expected = [
@@ -142,15 +82,15 @@ async fn first_consumer_holding_three(
     broker: &TestBroker,
 ) -> (lapin::Connection, Channel, Consumer) {
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     ch.basic_qos(3, BasicQosOptions::default()).await.unwrap();
     for i in 0..3 {
-        publish(&ch, "q", &format!("m{i}")).await;
+        publish_to_queue(&ch, "q", &format!("m{i}")).await;
     }
     let mut a = consume(&ch, "q", "a").await;
     for i in 0..3 {
-        let d = next(&mut a).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut a).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         assert!(!d.redelivered);
     }
     (conn, ch, a)
@@ -183,23 +123,7 @@ async fn closing_a_connection_returns_its_unacked_messages_first_in_order_redeli
 async fn raw_consumer(broker: &TestBroker, queue_name: &str, prefetch: u16) -> RawClient {
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
-    raw.send_method(
-        1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: queue_name.into(),
-            passive: false,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
-    )
-    .await;
-    assert!(matches!(
-        raw.next_method().await,
-        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))
-    ));
+    raw.declare_queue(1, queue_name).await;
     raw.send_method(
         1,
         AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
@@ -260,9 +184,9 @@ async fn raw_delivery(raw: &mut RawClient) -> (u64, bool, String) {
 async fn dropping_a_socket_returns_its_unacked_messages_first_in_order_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     for i in 0..3 {
-        publish(&ch, "q", &format!("m{i}")).await;
+        publish_to_queue(&ch, "q", &format!("m{i}")).await;
     }
     let mut a = raw_consumer(&broker, "q", 3).await;
     for i in 0..3 {
@@ -282,10 +206,10 @@ async fn dropping_a_socket_with_many_unacked_returns_all_of_them_in_order() {
     const TOTAL: usize = 300;
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     let mut a = raw_consumer(&broker, "q", 0).await;
     for i in 0..TOTAL {
-        publish(&ch, "q", &format!("m{i}")).await;
+        publish_to_queue(&ch, "q", &format!("m{i}")).await;
     }
     // Read part of the stream, then vanish with the rest in flight.
     let seen = 120;
@@ -297,8 +221,8 @@ async fn dropping_a_socket_with_many_unacked_returns_all_of_them_in_order() {
     wait_for_ready(&ch, "q", TOTAL as u32).await;
     let mut b = consume(&ch, "q", "b").await;
     for i in 0..TOTAL {
-        let d = next(&mut b).await;
-        assert_eq!(body(&d), format!("m{i}"));
+        let d = next_delivery(&mut b).await;
+        assert_eq!(body_text(&d), format!("m{i}"));
         // Everything the dropped client read was delivered to it; what it never read may or
         // may not have reached its socket.
         if i < seen {
@@ -313,15 +237,15 @@ async fn dropping_a_socket_with_many_unacked_returns_all_of_them_in_order() {
 async fn closing_a_channel_returns_unacked_basic_get_messages() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", "m0").await;
-    publish(&ch, "q", "m1").await;
+    declare_queue(&ch, "q").await;
+    publish_to_queue(&ch, "q", "m0").await;
+    publish_to_queue(&ch, "q", "m1").await;
     let got = ch
         .basic_get("q".into(), BasicGetOptions { no_ack: false })
         .await
         .unwrap()
         .expect("get-ok");
-    assert_eq!(body(&got.delivery), "m0");
+    assert_eq!(body_text(&got.delivery), "m0");
     assert!(!got.delivery.redelivered);
     ch.close(200, "bye".into()).await.unwrap();
     let ch2 = conn.create_channel().await.unwrap();
@@ -330,7 +254,7 @@ async fn closing_a_channel_returns_unacked_basic_get_messages() {
         .await
         .unwrap()
         .expect("get-ok");
-    assert_eq!(body(&again.delivery), "m0");
+    assert_eq!(body_text(&again.delivery), "m0");
     assert!(again.delivery.redelivered);
     assert_eq!(again.message_count, 1);
 }
@@ -340,17 +264,17 @@ async fn unacked_messages_from_several_queues_each_return_to_their_own_queue() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
     for q in ["x", "y"] {
-        declare(&ch, q).await;
+        declare_queue(&ch, q).await;
         for i in 0..3 {
-            publish(&ch, q, &format!("{q}{i}")).await;
+            publish_to_queue(&ch, q, &format!("{q}{i}")).await;
         }
     }
     let mut cx = consume(&ch, "x", "cx").await;
     let mut cy = consume(&ch, "y", "cy").await;
     // Interleave: ack x1 and y0, keep the rest unacked.
     for i in 0..3 {
-        let dx = next(&mut cx).await;
-        let dy = next(&mut cy).await;
+        let dx = next_delivery(&mut cx).await;
+        let dy = next_delivery(&mut cy).await;
         if i == 1 {
             dx.ack(BasicAckOptions::default()).await.unwrap();
         }
@@ -369,7 +293,7 @@ async fn unacked_messages_from_several_queues_each_return_to_their_own_queue() {
                 .await
                 .unwrap()
                 .expect("get-ok");
-            assert_eq!(body(&got.delivery), e);
+            assert_eq!(body_text(&got.delivery), e);
             assert!(got.delivery.redelivered);
         }
     }
@@ -379,10 +303,10 @@ async fn unacked_messages_from_several_queues_each_return_to_their_own_queue() {
 async fn channel_closed_by_a_broker_error_returns_its_unacked_messages() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", "m0").await;
+    declare_queue(&ch, "q").await;
+    publish_to_queue(&ch, "q", "m0").await;
     let mut consumer = consume(&ch, "q", "c").await;
-    let d = next(&mut consumer).await;
+    let d = next_delivery(&mut consumer).await;
     assert!(!d.redelivered);
     // An unknown tag closes the channel with 406 (see basic.rs); its unacked m0 returns.
     ch.basic_ack(99, BasicAckOptions::default()).await.unwrap();
@@ -395,7 +319,7 @@ async fn channel_closed_by_a_broker_error_returns_its_unacked_messages() {
         .await
         .unwrap()
         .expect("get-ok");
-    assert_eq!(body(&got.delivery), "m0");
+    assert_eq!(body_text(&got.delivery), "m0");
     assert!(got.delivery.redelivered);
 }
 
@@ -404,14 +328,14 @@ async fn redelivered_messages_keep_their_place_among_requeued_and_acked_ones() {
     // Requeue order comes from the original queue position, not the order of nacks.
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare_queue(&ch, "q").await;
     for i in 0..5 {
-        publish(&ch, "q", &format!("m{i}")).await;
+        publish_to_queue(&ch, "q", &format!("m{i}")).await;
     }
     let mut consumer = consume(&ch, "q", "c").await;
     let mut ds = Vec::new();
     for _ in 0..5 {
-        ds.push(next(&mut consumer).await);
+        ds.push(next_delivery(&mut consumer).await);
     }
     drop(consumer);
     ch.basic_cancel("c".into(), BasicCancelOptions::default())
@@ -430,7 +354,7 @@ async fn redelivered_messages_keep_their_place_among_requeued_and_acked_ones() {
         .unwrap()
     {
         assert!(m.delivery.redelivered);
-        got.push(body(&m.delivery));
+        got.push(body_text(&m.delivery));
     }
     assert_eq!(got, ["m0", "m1", "m3", "m4"]);
 }

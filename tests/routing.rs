@@ -9,108 +9,14 @@ mod common;
 use common::*;
 
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 
-async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    within(ch.exchange_declare(
-        name.into(),
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-}
-
-async fn declare_queue(ch: &Channel, name: &str) {
-    within(ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-}
-
-async fn bind_with(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
-    within(ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        args,
-    ))
-    .await
-    .unwrap();
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    bind_with(ch, queue, exchange, key, FieldTable::default()).await;
-}
-
-/// Publishes and waits for the broker's confirm (the channel must be in confirm mode), so the
-/// message is in its queues when this returns. Returns the confirmation.
-async fn publish_with(
-    ch: &Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    properties: BasicProperties,
-    mandatory: bool,
-) -> Confirmation {
-    let confirm = within(ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions {
-            mandatory,
-            immediate: false,
-        },
-        body,
-        properties,
-    ))
-    .await
-    .unwrap();
-    within(confirm).await.unwrap()
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+/// Publishes and asserts the broker acked it: the message is in its queues on return.
+async fn publish_acked(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
     let confirmation =
-        publish_with(ch, exchange, key, body, BasicProperties::default(), false).await;
+        publish_and_confirm(ch, exchange, key, body, BasicProperties::default(), false).await;
     assert_eq!(confirmation, Confirmation::Ack(None));
-}
-
-/// A channel in confirm mode.
-async fn confirming_channel(broker: &TestBroker) -> (lapin::Connection, Channel) {
-    let (conn, ch) = broker.channel().await;
-    within(ch.confirm_select(ConfirmSelectOptions::default()))
-        .await
-        .unwrap();
-    (conn, ch)
-}
-
-/// Takes every ready message from `queue` (no-ack) and returns their bodies as text, in order.
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    while let Some(m) = within(ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }))
-        .await
-        .unwrap()
-    {
-        bodies.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-    }
-    bodies
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
 }
 
 fn with_headers(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
@@ -120,11 +26,11 @@ fn with_headers(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
 #[tokio::test]
 async fn default_exchange_routes_to_the_queue_named_by_the_routing_key() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_queue(&ch, "left").await;
     declare_queue(&ch, "right").await;
-    publish(&ch, "", "left", b"to left").await;
-    publish(&ch, "", "nobody", b"to no queue").await;
+    publish_acked(&ch, "", "left", b"to left").await;
+    publish_acked(&ch, "", "nobody", b"to no queue").await;
     let m = within(ch.basic_get("left".into(), BasicGetOptions { no_ack: true }))
         .await
         .unwrap()
@@ -132,14 +38,14 @@ async fn default_exchange_routes_to_the_queue_named_by_the_routing_key() {
     assert_eq!(m.delivery.data, b"to left");
     assert_eq!(m.delivery.exchange.as_str(), "");
     assert_eq!(m.delivery.routing_key.as_str(), "left");
-    assert!(drain(&ch, "left").await.is_empty());
-    assert!(drain(&ch, "right").await.is_empty());
+    assert!(take_all(&ch, "left").await.is_empty());
+    assert!(take_all(&ch, "right").await.is_empty());
 }
 
 #[tokio::test]
 async fn direct_exchange_routes_on_the_exact_routing_key_to_every_bound_queue() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "direct", ExchangeKind::Direct).await;
     for q in ["first", "second", "other"] {
         declare_queue(&ch, q).await;
@@ -148,17 +54,17 @@ async fn direct_exchange_routes_on_the_exact_routing_key_to_every_bound_queue() 
     bind(&ch, "second", "direct", "key").await;
     bind(&ch, "other", "direct", "other.key").await;
     for key in ["key", "Key", "key.", "other", "other.*", ""] {
-        publish(&ch, "direct", key, key.as_bytes()).await;
+        publish_acked(&ch, "direct", key, key.as_bytes()).await;
     }
-    assert_eq!(drain(&ch, "first").await, ["key"]);
-    assert_eq!(drain(&ch, "second").await, ["key"]);
-    assert!(drain(&ch, "other").await.is_empty());
+    assert_eq!(take_all(&ch, "first").await, ["key"]);
+    assert_eq!(take_all(&ch, "second").await, ["key"]);
+    assert!(take_all(&ch, "other").await.is_empty());
 }
 
 #[tokio::test]
 async fn fanout_exchange_gives_every_bound_queue_one_copy_whatever_the_key() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "fan", ExchangeKind::Fanout).await;
     for q in ["f1", "f2", "f3"] {
         declare_queue(&ch, q).await;
@@ -166,10 +72,10 @@ async fn fanout_exchange_gives_every_bound_queue_one_copy_whatever_the_key() {
     }
     // A second binding (different key) to the same queue adds no second copy.
     bind(&ch, "f3", "fan", "also.ignored").await;
-    publish(&ch, "fan", "any.key", b"one").await;
-    publish(&ch, "fan", "", b"two").await;
+    publish_acked(&ch, "fan", "any.key", b"one").await;
+    publish_acked(&ch, "fan", "", b"two").await;
     for q in ["f1", "f2", "f3"] {
-        assert_eq!(drain(&ch, q).await, ["one", "two"], "{q}");
+        assert_eq!(take_all(&ch, q).await, ["one", "two"], "{q}");
     }
 }
 
@@ -199,7 +105,7 @@ async fn topic_exchange_matches_star_and_hash_like_rabbitmq() {
         ("a.b", &["a.b"]),
     ];
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "topics", ExchangeKind::Topic).await;
     for (i, (pattern, _)) in table.iter().enumerate() {
         let q = format!("topic-{i}");
@@ -207,7 +113,7 @@ async fn topic_exchange_matches_star_and_hash_like_rabbitmq() {
         bind(&ch, &q, "topics", pattern).await;
     }
     for key in KEYS {
-        publish(&ch, "topics", key, format!("<{key}>").as_bytes()).await;
+        publish_acked(&ch, "topics", key, format!("<{key}>").as_bytes()).await;
     }
     for (i, (pattern, expected)) in table.iter().enumerate() {
         let expected: Vec<String> = KEYS
@@ -216,7 +122,7 @@ async fn topic_exchange_matches_star_and_hash_like_rabbitmq() {
             .map(|k| format!("<{k}>"))
             .collect();
         assert_eq!(
-            drain(&ch, &format!("topic-{i}")).await,
+            take_all(&ch, &format!("topic-{i}")).await,
             expected,
             "binding key '{pattern}'"
         );
@@ -226,7 +132,7 @@ async fn topic_exchange_matches_star_and_hash_like_rabbitmq() {
 #[tokio::test]
 async fn a_queue_matched_by_several_bindings_gets_one_copy() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "topics", ExchangeKind::Topic).await;
     declare_exchange(&ch, "by-headers", ExchangeKind::Headers).await;
     declare_queue(&ch, "once").await;
@@ -242,8 +148,8 @@ async fn a_queue_matched_by_several_bindings_gets_one_copy() {
         table(&[("x-match", text("any")), ("k", text("v")), ("j", text("w"))]),
     )
     .await;
-    publish(&ch, "topics", "a.b", b"topic").await;
-    publish_with(
+    publish_acked(&ch, "topics", "a.b", b"topic").await;
+    publish_and_confirm(
         &ch,
         "by-headers",
         "",
@@ -252,13 +158,13 @@ async fn a_queue_matched_by_several_bindings_gets_one_copy() {
         false,
     )
     .await;
-    assert_eq!(drain(&ch, "once").await, ["topic", "headers"]);
+    assert_eq!(take_all(&ch, "once").await, ["topic", "headers"]);
 }
 
 #[tokio::test]
 async fn headers_exchange_matches_all_and_any() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "hdr", ExchangeKind::Headers).await;
     let bindings = [
         // x-match absent means all
@@ -307,15 +213,15 @@ async fn headers_exchange_matches_all_and_any() {
             None => BasicProperties::default(),
         };
         // The routing key plays no part.
-        publish_with(&ch, "hdr", "format.pdf", body.as_bytes(), props, false).await;
+        publish_and_confirm(&ch, "hdr", "format.pdf", body.as_bytes(), props, false).await;
     }
-    assert_eq!(drain(&ch, "all").await, ["both", "both+extra"]);
+    assert_eq!(take_all(&ch, "all").await, ["both", "both+extra"]);
     assert_eq!(
-        drain(&ch, "any").await,
+        take_all(&ch, "any").await,
         ["both", "both+extra", "format-only"]
     );
     assert_eq!(
-        drain(&ch, "all-empty").await,
+        take_all(&ch, "all-empty").await,
         [
             "both",
             "both+extra",
@@ -324,13 +230,13 @@ async fn headers_exchange_matches_all_and_any() {
             "no-headers"
         ]
     );
-    assert!(drain(&ch, "any-empty").await.is_empty());
+    assert!(take_all(&ch, "any-empty").await.is_empty());
 }
 
 #[tokio::test]
 async fn headers_exchange_with_x_modes_match_x_arguments_too() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "hdr", ExchangeKind::Headers).await;
     let bindings = [
         (
@@ -375,7 +281,7 @@ async fn headers_exchange_with_x_modes_match_x_arguments_too() {
         ),
     ];
     for (body, headers) in &messages {
-        publish_with(
+        publish_and_confirm(
             &ch,
             "hdr",
             "",
@@ -385,16 +291,16 @@ async fn headers_exchange_with_x_modes_match_x_arguments_too() {
         )
         .await;
     }
-    assert_eq!(drain(&ch, "all").await, ["pdf", "pdf+t1", "pdf+t2"]);
-    assert_eq!(drain(&ch, "all-with-x").await, ["pdf+t1"]);
-    assert!(drain(&ch, "any").await.is_empty());
-    assert_eq!(drain(&ch, "any-with-x").await, ["pdf+t1", "t1"]);
+    assert_eq!(take_all(&ch, "all").await, ["pdf", "pdf+t1", "pdf+t2"]);
+    assert_eq!(take_all(&ch, "all-with-x").await, ["pdf+t1"]);
+    assert!(take_all(&ch, "any").await.is_empty());
+    assert_eq!(take_all(&ch, "any-with-x").await, ["pdf+t1", "t1"]);
 }
 
 #[tokio::test]
 async fn headers_exchange_compares_values_like_rabbitmq() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "hdr", ExchangeKind::Headers).await;
     declare_queue(&ch, "int").await;
     declare_queue(&ch, "present").await;
@@ -422,7 +328,7 @@ async fn headers_exchange_compares_values_like_rabbitmq() {
         ("flag", vec![("flag", AMQPValue::Boolean(false))]),
     ];
     for (body, headers) in &messages {
-        publish_with(
+        publish_and_confirm(
             &ch,
             "hdr",
             "",
@@ -433,9 +339,9 @@ async fn headers_exchange_compares_values_like_rabbitmq() {
         .await;
     }
     // Integers match whatever their width; a float or a string never equals an integer.
-    assert_eq!(drain(&ch, "int").await, ["short 7", "long 7"]);
+    assert_eq!(take_all(&ch, "int").await, ["short 7", "long 7"]);
     // A void argument only asks for the header to be present.
-    assert_eq!(drain(&ch, "present").await, ["flag"]);
+    assert_eq!(take_all(&ch, "present").await, ["flag"]);
 }
 
 #[tokio::test]
@@ -486,10 +392,10 @@ fn all_properties() -> BasicProperties {
 #[tokio::test]
 async fn mandatory_publish_that_routes_nowhere_comes_back_as_312_no_route() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "empty-topic", ExchangeKind::Topic).await;
     let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
-    let confirmation = publish_with(
+    let confirmation = publish_and_confirm(
         &ch,
         "empty-topic",
         "no.such.route",
@@ -512,7 +418,7 @@ async fn mandatory_publish_that_routes_nowhere_comes_back_as_312_no_route() {
 #[tokio::test]
 async fn wait_for_confirms_hands_back_every_returned_message() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_queue(&ch, "exists").await;
     let publishes: [(&str, &[u8]); 3] = [
         ("missing-1", b"r1"),
@@ -553,16 +459,16 @@ async fn wait_for_confirms_hands_back_every_returned_message() {
             (312, "missing-2".to_string(), b"r2".to_vec()),
         ]
     );
-    assert_eq!(drain(&ch, "exists").await, ["ok"]);
+    assert_eq!(take_all(&ch, "exists").await, ["ok"]);
 }
 
 #[tokio::test]
 async fn unroutable_publish_without_mandatory_is_dropped_and_still_confirmed() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "void", ExchangeKind::Fanout).await;
     let confirmation =
-        publish_with(&ch, "void", "", b"lost", BasicProperties::default(), false).await;
+        publish_and_confirm(&ch, "void", "", b"lost", BasicProperties::default(), false).await;
     assert_eq!(confirmation, Confirmation::Ack(None));
     assert!(within(ch.wait_for_confirms()).await.unwrap().is_empty());
 }
@@ -570,12 +476,12 @@ async fn unroutable_publish_without_mandatory_is_dropped_and_still_confirmed() {
 #[tokio::test]
 async fn mandatory_publish_that_routes_is_delivered_not_returned() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = confirming_channel(&broker).await;
+    let (_conn, ch) = broker.confirming_channel().await;
     declare_exchange(&ch, "fan", ExchangeKind::Fanout).await;
     declare_queue(&ch, "fan-q").await;
     bind(&ch, "fan-q", "fan", "").await;
     let confirmation =
-        publish_with(&ch, "fan", "", b"kept", BasicProperties::default(), true).await;
+        publish_and_confirm(&ch, "fan", "", b"kept", BasicProperties::default(), true).await;
     assert_eq!(confirmation, Confirmation::Ack(None));
-    assert_eq!(drain(&ch, "fan-q").await, ["kept"]);
+    assert_eq!(take_all(&ch, "fan-q").await, ["kept"]);
 }

@@ -13,13 +13,7 @@ use lapin::BasicProperties;
 async fn publish_then_consume_round_trip() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    ch.queue_declare(
-        "hello".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    declare_queue(&ch, "hello").await;
     ch.basic_publish(
         "".into(),
         "hello".into(),

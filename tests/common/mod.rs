@@ -1,7 +1,16 @@
 //! Test helpers: an in-process broker on an ephemeral port, lapin connections to it, and a
-//! raw-frame client (built on the broker's own codec) for what lapin cannot send.
+//! raw-frame client (built on the broker's own codec) for what lapin cannot send. Shared lapin
+//! shortcuts live in `amqp.rs`, raw-frame builders in `frames.rs`; both are re-exported here.
 
 #![allow(dead_code)]
+
+mod amqp;
+mod frames;
+
+#[allow(unused_imports)]
+pub use amqp::*;
+#[allow(unused_imports)]
+pub use frames::*;
 
 use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
@@ -73,6 +82,13 @@ impl TestBroker {
     pub async fn channel(&self) -> (Connection, Channel) {
         let conn = self.connect().await;
         let ch = conn.create_channel().await.unwrap();
+        (conn, ch)
+    }
+
+    /// A connection and one channel on it, in confirm mode.
+    pub async fn confirming_channel(&self) -> (Connection, Channel) {
+        let conn = self.connect().await;
+        let ch = confirming(&conn).await;
         (conn, ch)
     }
 
