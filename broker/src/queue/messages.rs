@@ -5,6 +5,11 @@
 //! order; a requeued message goes into `returned`, ordered by id, and `pop` takes whichever of
 //! the two heads is older — so requeued messages come back ahead of newer ones, in their
 //! original order, without shifting the deque.
+//!
+//! Once a queue starts paging (the memory budget is spent), new messages join `tail`: compact
+//! 24-byte records of where each message waits on disk, always after every message of `ready`.
+//! The tail is read back from the front as consumers catch up, so a backlog of millions costs
+//! tens of MiB of memory rather than its size.
 
 use crate::message::Message;
 use crate::store::Location;
@@ -32,12 +37,30 @@ impl Entry {
     }
 }
 
+/// A ready message waiting on disk, in the queue's store or its page file.
+#[derive(Debug, Clone, Copy)]
+struct Paged {
+    id: u64,
+    location: Location,
+    flags: u8,
+}
+
+/// `location` is in the page file (else in the queue's store).
+const IN_PAGE_FILE: u8 = 1;
+const REDELIVERED: u8 = 2;
+/// No disk copy (writing the page file failed): the message is in `Messages::pinned`.
+const PINNED: u8 = 4;
+
 #[derive(Debug, Default)]
 pub struct Messages {
     next_id: u64,
     /// Bytes of ready messages held in memory (paged-out ones excluded).
     resident: usize,
     ready: VecDeque<Entry>,
+    /// Ready messages after all of `ready`, waiting on disk.
+    tail: VecDeque<Paged>,
+    /// Tail messages that could not be written out (rare: the page file failed).
+    pinned: HashMap<u64, Arc<Message>>,
     returned: BTreeMap<u64, Entry>,
     unacked: HashMap<u64, Entry>,
 }
@@ -63,8 +86,64 @@ impl Messages {
             location,
             page,
         };
-        self.resident += entry.resident();
-        self.ready.push_back(entry);
+        self.enqueue(entry);
+    }
+
+    /// Appends to `ready`, or to the tail once paging has started (order is kept: the tail
+    /// always follows `ready`).
+    fn enqueue(&mut self, entry: Entry) {
+        if self.tail.is_empty() && entry.message.is_some() {
+            self.resident += entry.resident();
+            self.ready.push_back(entry);
+            return;
+        }
+        let (location, mut flags) = match (entry.location, entry.page) {
+            (_, Some(page)) => (page, IN_PAGE_FILE),
+            (Some(location), None) => (location, 0),
+            (None, None) => (Location::default(), PINNED),
+        };
+        if entry.redelivered {
+            flags |= REDELIVERED;
+        }
+        if flags & PINNED != 0 {
+            if let Some(message) = &entry.message {
+                self.resident += entry.resident();
+                self.pinned.insert(entry.id, message.clone());
+            }
+        }
+        self.tail.push_back(Paged {
+            id: entry.id,
+            location,
+            flags,
+        });
+    }
+
+    /// Whether the queue is paging: new messages must then go to disk too, to stay in order.
+    pub fn has_tail(&self) -> bool {
+        !self.tail.is_empty()
+    }
+
+    fn unpage(&mut self, p: Paged) -> Entry {
+        let message = if p.flags & PINNED != 0 {
+            self.pinned.remove(&p.id)
+        } else {
+            None
+        };
+        if let Some(m) = &message {
+            self.resident -= super::memory::weight(m.properties.len(), m.body.len());
+        }
+        let (location, page) = match p.flags & (IN_PAGE_FILE | PINNED) {
+            0 => (Some(p.location), None),
+            IN_PAGE_FILE => (None, Some(p.location)),
+            _ => (None, None),
+        };
+        Entry {
+            id: p.id,
+            message,
+            redelivered: p.flags & REDELIVERED != 0,
+            location,
+            page,
+        }
     }
 
     /// Bytes of ready messages held in memory.
@@ -80,13 +159,12 @@ impl Messages {
     /// Puts back a message recovered from the store; ids must come in increasing order.
     pub fn push_recovered(&mut self, entry: Entry) {
         self.next_id = self.next_id.max(entry.id);
-        self.resident += entry.resident();
-        self.ready.push_back(entry);
+        self.enqueue(entry);
     }
 
     /// Ready messages (what declare-ok and get-ok report as the message count).
     pub fn ready_len(&self) -> usize {
-        self.ready.len() + self.returned.len()
+        self.ready.len() + self.tail.len() + self.returned.len()
     }
 
     pub fn unacked_len(&self) -> usize {
@@ -94,23 +172,33 @@ impl Messages {
     }
 
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty() || !self.returned.is_empty()
+        !self.ready.is_empty() || !self.tail.is_empty() || !self.returned.is_empty()
     }
 
     /// Takes the oldest ready message.
     pub fn pop(&mut self) -> Option<Entry> {
-        let returned_first = match (self.returned.keys().next(), self.ready.front()) {
-            (Some(r), Some(f)) => *r < f.id,
+        // The head of the queue proper: `ready` first, then the tail (which follows it).
+        let head_id = match (self.ready.front(), self.tail.front()) {
+            (Some(e), _) => Some(e.id),
+            (None, Some(p)) => Some(p.id),
+            (None, None) => None,
+        };
+        let returned_first = match (self.returned.keys().next(), head_id) {
+            (Some(r), Some(h)) => *r < h,
             (Some(_), None) => true,
             (None, _) => false,
         };
-        let entry = if returned_first {
-            self.returned.pop_first().map(|(_, e)| e)
-        } else {
-            self.ready.pop_front()
-        }?;
-        self.resident -= entry.resident();
-        Some(entry)
+        if returned_first {
+            let (_, entry) = self.returned.pop_first()?;
+            self.resident -= entry.resident();
+            return Some(entry);
+        }
+        if let Some(entry) = self.ready.pop_front() {
+            self.resident -= entry.resident();
+            return Some(entry);
+        }
+        let paged = self.tail.pop_front()?;
+        Some(self.unpage(paged))
     }
 
     /// Records a delivered message as awaiting ack.
@@ -143,10 +231,26 @@ impl Messages {
         self.returned.insert(entry.id, entry);
     }
 
+    /// Gives memory back once a large backlog has drained: a deque keeps the capacity of its
+    /// largest size, which for millions of paged-out entries is hundreds of MiB.
+    pub fn shrink_if_drained(&mut self) {
+        let cap = self.ready.capacity();
+        if cap > 4096 && self.ready.len() < cap / 4 {
+            self.ready.shrink_to(self.ready.len() * 2);
+        }
+        let cap = self.tail.capacity();
+        if cap > 4096 && self.tail.len() < cap / 4 {
+            self.tail.shrink_to(self.tail.len() * 2);
+        }
+    }
+
     /// Drops every ready message and returns them.
     pub fn purge(&mut self) -> Vec<Entry> {
         let mut purged: Vec<Entry> = std::mem::take(&mut self.returned).into_values().collect();
         purged.extend(self.ready.drain(..));
+        let tail = std::mem::take(&mut self.tail);
+        purged.extend(tail.into_iter().map(|p| self.unpage(p)));
+        self.pinned.clear();
         self.resident = 0;
         purged
     }
@@ -269,6 +373,74 @@ mod tests {
             std::mem::size_of::<Entry>() <= 56,
             "{}",
             std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn a_paged_message_costs_24_bytes() {
+        assert!(
+            std::mem::size_of::<Paged>() <= 24,
+            "{}",
+            std::mem::size_of::<Paged>()
+        );
+    }
+
+    fn at(offset: u32) -> Option<Location> {
+        Some(Location {
+            segment: 1,
+            offset,
+            len: 10,
+        })
+    }
+
+    #[test]
+    fn once_paging_starts_later_messages_follow_on_disk_in_order() {
+        let mut m = Messages::default();
+        m.push(Some(msg("a")), at(0), None);
+        // The budget ran out: "b" stays on disk only.
+        m.push(None, at(10), None);
+        // Room again, but "c" must not overtake "b": it joins the tail too.
+        m.push(Some(msg("c")), at(20), None);
+        // A transient message with no disk copy (page file failed) keeps its place as well.
+        m.push(Some(msg("d")), None, None);
+        assert!(m.has_tail());
+        assert_eq!(m.ready_len(), 4);
+        let order: Vec<(u64, bool, Option<Location>)> = std::iter::from_fn(|| m.pop())
+            .map(|e| (e.id, e.message.is_some(), e.location))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, true, at(0)),
+                (2, false, at(10)),
+                (3, false, at(20)),
+                (4, true, None)
+            ]
+        );
+        assert_eq!(m.resident(), 0);
+        assert!(!m.has_tail());
+    }
+
+    #[test]
+    fn paged_and_page_file_entries_keep_their_kind_and_redelivered_flag() {
+        let mut m = Messages::default();
+        m.push_recovered(Entry {
+            id: 7,
+            message: None,
+            redelivered: true,
+            location: at(5),
+            page: None,
+        });
+        m.push(None, None, at(9));
+        let first = m.pop().unwrap();
+        assert_eq!(
+            (first.id, first.redelivered, first.location, first.page),
+            (7, true, at(5), None)
+        );
+        let second = m.pop().unwrap();
+        assert_eq!(
+            (second.id, second.redelivered, second.location, second.page),
+            (8, false, None, at(9))
         );
     }
 }

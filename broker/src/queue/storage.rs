@@ -142,7 +142,7 @@ impl QueueStorage {
 pub fn recovered_entry(r: Recovered) -> Entry {
     Entry {
         id: r.id,
-        message: r.message.map(|m| Arc::new(to_message(m))),
+        message: r.message.map(|m| Arc::new(to_message(*m))),
         redelivered: r.delivered,
         location: Some(r.location),
         page: None,

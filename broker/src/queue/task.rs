@@ -119,6 +119,7 @@ impl QueueTask {
                 storage.end_of_batch();
             }
             self.pager.end_of_batch();
+            self.messages.shrink_if_drained();
             self.report_memory();
             if self.should_auto_delete() {
                 debug!("auto-deleting queue after its last consumer went");
@@ -144,7 +145,8 @@ impl QueueTask {
                 let resident = self.messages.resident();
                 let extra = resident.saturating_sub(self.reported)
                     + memory::weight(message.properties.len(), message.body.len());
-                if self.budget.fits(extra) {
+                // While a tail of paged messages exists, newer ones must wait on disk behind it.
+                if !self.messages.has_tail() && self.budget.fits(extra) {
                     self.messages.push(Some(message), location, None);
                 } else if location.is_some() {
                     self.messages.push(None, location, None);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Where a message record lives in a queue's store: segment number, byte offset and length of
 /// the whole record. Needed to read a paged-out body back and to know when a segment empties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Location {
     pub segment: u32,
     pub offset: u32,
@@ -45,7 +45,9 @@ pub struct Recovered {
     pub location: Location,
     /// The message, or `None` when it did not fit the memory budget given to `open_queue` (it
     /// is read back with `QueueStore::read` when needed).
-    pub message: Option<StoredMessage>,
+    /// Boxed: during recovery of a large backlog most entries have none, and each costs only
+    /// a pointer then.
+    pub message: Option<Box<StoredMessage>>,
     /// A delivery was recorded for it: it comes back with `redelivered = true`.
     pub delivered: bool,
 }

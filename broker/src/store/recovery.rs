@@ -190,13 +190,15 @@ fn scan_segment(
                     len: location_len,
                 },
                 message: keep(&mut found.keep_bytes, r.properties.len() + r.body.len()).then(
-                    || StoredMessage {
-                        // Copies, so that a few live messages do not pin a whole segment read
-                        // into memory.
-                        exchange: r.exchange.to_string(),
-                        routing_key: r.routing_key.to_string(),
-                        properties: Bytes::copy_from_slice(r.properties),
-                        body: Bytes::copy_from_slice(r.body),
+                    || {
+                        Box::new(StoredMessage {
+                            // Copies, so that a few live messages do not pin a whole segment read
+                            // into memory.
+                            exchange: r.exchange.to_string(),
+                            routing_key: r.routing_key.to_string(),
+                            properties: Bytes::copy_from_slice(r.properties),
+                            body: Bytes::copy_from_slice(r.body),
+                        })
                     },
                 ),
                 delivered: acks.is_delivered(r.id),

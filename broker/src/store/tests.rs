@@ -72,7 +72,7 @@ fn appended_messages_recover_in_order_with_delivered_markers() {
     for (r, (id, location)) in recovered.iter().zip(&locations) {
         assert_eq!(r.id, *id);
         assert_eq!(r.location, *location);
-        assert_eq!(r.message.as_ref().unwrap(), &message(*id));
+        assert_eq!(r.message.as_deref().unwrap(), &message(*id));
         assert_eq!(r.delivered, *id == 2 || *id == 4);
     }
 }
@@ -131,7 +131,7 @@ fn torn_last_record_is_cut_off_and_appends_continue() {
     let (_q, recovered, issues) = open(&store);
     assert!(issues.is_empty(), "{issues:?}");
     assert_eq!(ids(&recovered), [1, 2, 3, 4]);
-    assert_eq!(recovered[3].message.as_ref().unwrap(), &message(4));
+    assert_eq!(recovered[3].message.as_deref().unwrap(), &message(4));
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn checksum_mismatch_skips_just_that_record() {
 
     let (mut q, recovered, issues) = open(&store);
     assert_eq!(ids(&recovered), [1, 3]);
-    assert_eq!(recovered[1].message.as_ref().unwrap(), &message(3));
+    assert_eq!(recovered[1].message.as_deref().unwrap(), &message(3));
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].file, seg);
     assert_eq!(issues[0].offset, u64::from(second.offset));
@@ -314,7 +314,7 @@ fn new_ids_after_a_consumed_tail_skip_the_ids_old_acks_still_name() {
     let (mut q, recovered, issues) = open(&store);
     assert!(issues.is_empty());
     assert_eq!(ids(&recovered), [1, 2, 3, 6, 7]);
-    assert_eq!(recovered[3].message.as_ref().unwrap(), &message(6));
+    assert_eq!(recovered[3].message.as_deref().unwrap(), &message(6));
     assert!(!recovered[3].delivered);
     q.remove(&[(recovered[3].id, recovered[3].location)])
         .unwrap();
@@ -341,7 +341,7 @@ fn everything_consumed_then_restarted_twice_keeps_new_messages() {
     drop(q);
     let (_q, recovered, _) = open(&store);
     assert_eq!(ids(&recovered), [4]);
-    assert_eq!(recovered[0].message.as_ref().unwrap(), &message(4));
+    assert_eq!(recovered[0].message.as_deref().unwrap(), &message(4));
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn reopening_is_idempotent_and_ids_continue() {
     drop(q);
     let (_q, third, _) = open(&store);
     assert_eq!(ids(&third), [3, 4, 5, 6, 7, 8, 9]);
-    assert_eq!(third[6].message.as_ref().unwrap(), &message(9));
+    assert_eq!(third[6].message.as_deref().unwrap(), &message(9));
     assert!(third[0].delivered && !third[1].delivered);
 }
 
@@ -504,5 +504,5 @@ fn large_message_round_trips_through_the_store() {
     assert_eq!(q.read(1, location).unwrap(), big);
     drop(q);
     let (_q, recovered, _) = open(&store);
-    assert_eq!(recovered[0].message.as_ref().unwrap(), &big);
+    assert_eq!(recovered[0].message.as_deref().unwrap(), &big);
 }
