@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use warren_broker::Config;
+use warren_broker::{Config, DefinitionsError};
 
 /// Warren: an AMQP 0-9-1 message broker that RabbitMQ clients connect to unchanged.
 #[derive(Debug, Parser)]
@@ -34,7 +34,14 @@ struct Args {
     /// Heartbeat interval offered to clients, in seconds (0 disables).
     #[arg(long, default_value_t = 60)]
     heartbeat: u64,
+    /// A RabbitMQ definitions file (JSON) to load at boot: users, vhosts, permissions,
+    /// exchanges, queues, bindings. An invalid file stops startup with exit status 2.
+    #[arg(long, value_name = "FILE")]
+    definitions: Option<PathBuf>,
 }
+
+/// Exit status for a definitions file that cannot be loaded.
+const EXIT_BAD_DEFINITIONS: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         heartbeat: Duration::from_secs(args.heartbeat),
         memory_budget: args.memory_budget,
         disk_free_limit: args.disk_free_limit,
+        definitions: args.definitions,
         ..Config::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -66,10 +74,20 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warren: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<DefinitionsError>())
+        {
+            // One line per problem (JSON path and reason), for the operator to fix them all.
+            Some(invalid) => {
+                eprintln!("warren: {invalid}");
+                ExitCode::from(EXIT_BAD_DEFINITIONS)
+            }
+            None => {
+                eprintln!("warren: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -1,18 +1,33 @@
-//! Authentication: SASL PLAIN and AMQPLAIN responses checked against the broker's users.
-//! Today the only user is RabbitMQ's default `guest`/`guest`, allowed from loopback only.
+//! Authentication and vhost access: SASL PLAIN and AMQPLAIN responses checked against the
+//! broker's users (RabbitMQ's salted password hashes, from the metadata document and
+//! `--definitions`), and the permissions that let a user open a vhost.
 
 use amq_protocol::types::{parsing::parse_field_table, AMQPValue};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use warren_definitions::{verify_password, Definitions, HashingAlgorithm, Permission};
 
 /// The SASL mechanisms offered in connection.start.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
+/// rabbitmq-compat: RabbitMQ's default `loopback_users = [guest]`: these users may only
+/// connect from localhost, whatever their password.
+const LOOPBACK_USERS: &[&str] = &["guest"];
+
+/// An authenticated user, as a connection keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    password: String,
-    /// rabbitmq-compat: `loopback_users` — guest may only connect from localhost.
-    loopback_only: bool,
+    pub tags: Vec<String>,
+}
+
+/// A user as the broker knows it: who, and how to check a password.
+#[derive(Debug, Clone)]
+struct Account {
+    user: User,
+    /// None: the user cannot log in with a password (RabbitMQ's empty `password_hash`, or
+    /// an algorithm this broker does not know).
+    password: Option<(HashingAlgorithm, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -41,24 +56,46 @@ impl AuthError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// The users and their vhost permissions. Built from a definitions document at boot.
+#[derive(Debug, Clone, Default)]
 pub struct Users {
-    users: Vec<User>,
-}
-
-impl Default for Users {
-    fn default() -> Self {
-        Users {
-            users: vec![User {
-                name: "guest".into(),
-                password: "guest".into(),
-                loopback_only: true,
-            }],
-        }
-    }
+    accounts: HashMap<String, Account>,
+    /// (user, vhost) → configure/write/read patterns. connection.open needs an entry; the
+    /// patterns themselves are not enforced yet.
+    permissions: HashMap<(String, String), Permission>,
 }
 
 impl Users {
+    /// The users and permissions of `doc`. A user whose hashing algorithm is unknown is kept
+    /// but cannot log in (validation reports such files before they get here).
+    pub fn from_definitions(doc: &Definitions) -> Users {
+        let mut accounts = HashMap::new();
+        for u in &doc.users {
+            let password = match (&u.password_hash, doc.hashing_algorithm_of(u)) {
+                (Some(hash), Ok(algorithm)) if !hash.is_empty() => Some((algorithm, hash.clone())),
+                (Some(hash), Err(name)) if !hash.is_empty() => {
+                    tracing::warn!(user = %u.name, algorithm = %name, "unknown password hashing algorithm; the user cannot log in");
+                    None
+                }
+                _ => None,
+            };
+            let user = User {
+                name: u.name.clone(),
+                tags: u.tags.names().into_iter().map(str::to_string).collect(),
+            };
+            accounts.insert(u.name.clone(), Account { user, password });
+        }
+        let permissions = doc
+            .permissions
+            .iter()
+            .map(|p| ((p.user.clone(), p.vhost.clone()), p.clone()))
+            .collect();
+        Users {
+            accounts,
+            permissions,
+        }
+    }
+
     /// Checks a connection.start-ok response for `mechanism`, from `peer`.
     pub fn authenticate(
         &self,
@@ -75,19 +112,27 @@ impl Users {
                 )))
             }
         };
-        let user = self
-            .users
-            .iter()
-            .find(|u| u.name == login && u.password == password)
-            .ok_or_else(|| AuthError::Refused {
-                mechanism: mechanism.to_string(),
-            })?;
-        if user.loopback_only && !is_loopback(peer) {
-            return Err(AuthError::LoopbackOnly {
-                user: user.name.clone(),
-            });
+        let refused = || AuthError::Refused {
+            mechanism: mechanism.to_string(),
+        };
+        let account = self.accounts.get(&login).ok_or_else(refused)?;
+        let Some((algorithm, hash)) = &account.password else {
+            return Err(refused());
+        };
+        if !verify_password(*algorithm, hash, &password) {
+            return Err(refused());
         }
-        Ok(user.clone())
+        if LOOPBACK_USERS.contains(&login.as_str()) && !is_loopback(peer) {
+            return Err(AuthError::LoopbackOnly { user: login });
+        }
+        Ok(account.user.clone())
+    }
+
+    /// Whether `user` may open `vhost`: RabbitMQ's internal backend allows it when the user
+    /// has a permissions entry for the vhost, whatever its patterns.
+    pub fn may_open_vhost(&self, user: &str, vhost: &str) -> bool {
+        self.permissions
+            .contains_key(&(user.to_string(), vhost.to_string()))
     }
 }
 
@@ -141,12 +186,29 @@ fn parse_amqplain(response: &[u8]) -> Result<(String, String), AuthError> {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use warren_definitions::hash_password_with_salt;
+
+    /// guest/guest with full permissions on "/", and alice (no permissions) in "/".
+    fn users() -> Users {
+        let hash = |p: &str| hash_password_with_salt(HashingAlgorithm::Sha256, [1, 2, 3, 4], p);
+        let doc = Definitions::from_json(&format!(
+            r#"{{"users": [{{"name": "guest", "password_hash": "{}", "tags": "administrator"}},
+                          {{"name": "alice", "password_hash": "{}", "tags": []}}],
+                "vhosts": [{{"name": "/"}}],
+                "permissions": [{{"user": "guest", "vhost": "/", "configure": ".*",
+                                  "write": ".*", "read": ".*"}}]}}"#,
+            hash("guest"),
+            hash("secret")
+        ))
+        .unwrap();
+        Users::from_definitions(&doc)
+    }
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     #[test]
     fn plain_guest_from_loopback_is_accepted() {
-        let users = Users::default();
+        let users = users();
         assert_eq!(
             users
                 .authenticate("PLAIN", b"\0guest\0guest", LOCAL)
@@ -157,7 +219,7 @@ mod tests {
 
     #[test]
     fn wrong_password_and_remote_guest_are_refused() {
-        let users = Users::default();
+        let users = users();
         assert!(matches!(
             users.authenticate("PLAIN", b"\0guest\0nope", LOCAL),
             Err(AuthError::Refused { .. })
@@ -166,6 +228,23 @@ mod tests {
         assert!(matches!(
             users.authenticate("PLAIN", b"\0guest\0guest", remote),
             Err(AuthError::LoopbackOnly { .. })
+        ));
+    }
+
+    #[test]
+    fn only_guest_is_loopback_only_and_permissions_gate_vhosts() {
+        let users = users();
+        let remote = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let alice = users
+            .authenticate("PLAIN", b"\0alice\0secret", remote)
+            .unwrap();
+        assert_eq!(alice.tags, Vec::<String>::new());
+        assert!(users.may_open_vhost("guest", "/"));
+        assert!(!users.may_open_vhost("alice", "/"));
+        assert!(!users.may_open_vhost("guest", "other"));
+        assert!(matches!(
+            users.authenticate("PLAIN", b"\0nobody\0secret", LOCAL),
+            Err(AuthError::Refused { .. })
         ));
     }
 
@@ -186,7 +265,7 @@ mod tests {
             .map(|c| c.position as usize);
         let n = ctx.unwrap_or(0);
         assert!(n > 4);
-        let users = Users::default();
+        let users = users();
         assert!(users.authenticate("AMQPLAIN", &buf[4..n], LOCAL).is_ok());
     }
 }

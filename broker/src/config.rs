@@ -23,6 +23,9 @@ pub struct Config {
     pub disk_free_limit: u64,
     /// How long a client has to finish the handshake before its socket is closed.
     pub handshake_timeout: Duration,
+    /// A RabbitMQ definitions file to load at boot (`--definitions`); an invalid one stops
+    /// the broker from opening.
+    pub definitions: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             memory_budget: 64 * 1024 * 1024,
             // rabbitmq-compat: RabbitMQ's default disk_free_limit is 50 MB.
             disk_free_limit: 50_000_000,
+            definitions: None,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod definitions_boot;
 pub mod defs;
 pub mod error;
 pub mod exchange;
@@ -31,4 +32,5 @@ pub mod store;
 pub mod vhost;
 
 pub use config::Config;
+pub use definitions_boot::DefinitionsError;
 pub use server::{run, Broker};

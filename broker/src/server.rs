@@ -5,12 +5,14 @@ use crate::alarm::DiskAlarm;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::definitions_boot::{self, DefinitionsError};
 use crate::queue::memory::MemoryBudget;
 use crate::store::meta::MetaStore;
 use crate::store::segment::SegmentStore;
 use crate::store::sync::Syncer;
 use crate::store::Persistence;
 use crate::vhost::VHost;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,22 +26,38 @@ use tracing::{info, warn};
 #[derive(Debug)]
 pub struct BrokerShared {
     pub config: Config,
-    pub users: Users,
+    /// Swapped whole when users or permissions change (only at boot today), so a handshake
+    /// reads them without a lock.
+    pub users: ArcSwap<Users>,
     pub vhosts: HashMap<String, Arc<VHost>>,
     pub alarm: Arc<DiskAlarm>,
+    persistence: Arc<Persistence>,
     next_connection_id: AtomicU64,
 }
 
 impl BrokerShared {
-    /// Opens the data directory (recovering durable queues) and builds the vhosts.
+    /// Opens the data directory (recovering durable queues), loads `config.definitions` if
+    /// set, and builds the users and vhosts. An invalid definitions file is an error holding
+    /// a `DefinitionsError`, returned before anything of it is applied.
     pub fn open(config: Config) -> io::Result<Self> {
+        let file = match &config.definitions {
+            Some(path) => Some((
+                path,
+                definitions_boot::read(path).map_err(DefinitionsError::into_io)?,
+            )),
+            None => None,
+        };
+        // Read-only (a missing data dir reads as empty), so an invalid file changes nothing.
+        let (meta, doc) = MetaStore::open(&config.data_dir)?;
+        if let Some((path, defs)) = &file {
+            definitions_boot::validate(path, defs, &doc).map_err(DefinitionsError::into_io)?;
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot create data dir {}: {e}", config.data_dir.display()),
             )
         })?;
-        let (meta, doc) = MetaStore::open(&config.data_dir)?;
         let alarm = Arc::new(DiskAlarm::new(
             config.data_dir.clone(),
             config.disk_free_limit,
@@ -60,10 +78,24 @@ impl BrokerShared {
             paging: Arc::new(SegmentStore::new(&paging_dir)?),
             alarm: alarm.clone(),
         });
+        let base = definitions_boot::boot_access(
+            persistence.meta.base(),
+            &doc,
+            file.as_ref().map(|(_, defs)| defs),
+        )?;
+        persistence.meta.set_base(base.clone());
+        let users = Users::from_definitions(&base);
+        // Each vhost re-creates its own part of the stored topology (queues keyed by vhost
+        // and name, so same-named queues in two vhosts are two queues).
         let mut vhosts = HashMap::new();
-        let root = VHost::new("/", persistence.clone());
-        root.restore(&doc);
-        vhosts.insert("/".to_string(), root);
+        for v in &base.vhosts {
+            let vhost = VHost::new(&v.name, persistence.clone());
+            vhost.restore(&doc);
+            vhosts.insert(v.name.clone(), vhost);
+        }
+        if let Some((_, defs)) = &file {
+            definitions_boot::apply_topology(&vhosts, defs);
+        }
         // Stores of queues deleted while the broker was down (or mid-delete) go now.
         let keep: Vec<(String, String)> = vhosts
             .values()
@@ -76,9 +108,10 @@ impl BrokerShared {
         persistence.store.remove_other_queues(&keep)?;
         Ok(BrokerShared {
             config,
-            users: Users::default(),
+            users: ArcSwap::from_pointee(users),
             vhosts,
             alarm,
+            persistence,
             next_connection_id: AtomicU64::new(1),
         })
     }
@@ -112,6 +145,10 @@ impl Broker {
     /// closed with 320 CONNECTION_FORCED and `serve` returns once they have all finished.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
         let broker = self.shared;
+        // What boot changed (default data, a definitions file) is on disk before anyone
+        // connects.
+        let meta = &broker.persistence.meta;
+        meta.persist(meta.version()).await?;
         let tracker = TaskTracker::new();
         let alarm = broker.alarm.clone();
         tracker.spawn({

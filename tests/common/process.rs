@@ -55,9 +55,26 @@ impl ChildBroker {
     /// Like `start`, but a process that exits before listening is an `Err` with its exit status
     /// and its stderr.
     pub async fn try_start(data_dir: &Path) -> Result<ChildBroker, StartFailure> {
+        Self::try_start_with(data_dir, &[]).await
+    }
+
+    /// Like `start`, with more flags (e.g. `--definitions FILE`).
+    pub async fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> ChildBroker {
+        match Self::try_start_with(data_dir, extra).await {
+            Ok(broker) => broker,
+            Err(f) => panic!("warren exited at startup with {}:\n{}", f.status, f.stderr),
+        }
+    }
+
+    /// Like `try_start`, with more flags.
+    pub async fn try_start_with(
+        data_dir: &Path,
+        extra: &[&std::ffi::OsStr],
+    ) -> Result<ChildBroker, StartFailure> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["--bind", "127.0.0.1", "--port", "0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -181,7 +181,7 @@ pub async fn run(
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         _ => String::new(),
     };
-    let user = match broker.users.authenticate(
+    let user = match broker.users.load().authenticate(
         start_ok.mechanism.as_str(),
         start_ok.response.as_bytes(),
         peer.ip(),
@@ -248,6 +248,16 @@ pub async fn run(
             AmqpError::not_allowed(format_args!("vhost {vhost_name} not found")).during(10, 40),
         ));
     };
+    if !broker.users.load().may_open_vhost(&user.name, vhost_name) {
+        tracing::warn!(%peer, user = %user.name, vhost = %vhost_name, "vhost access refused");
+        return Err(HandshakeError::Close(
+            AmqpError::not_allowed(format_args!(
+                "access to vhost '{vhost_name}' refused for user '{}'",
+                user.name
+            ))
+            .during(10, 40),
+        ));
+    }
     io.out.method(
         0,
         AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),

@@ -1,5 +1,5 @@
-//! The broker's metadata: durable exchanges, queues and bindings (later users, vhosts,
-//! permissions, policies) as one definitions document in RabbitMQ's format,
+//! The broker's metadata: users, vhosts, permissions (policies and parameters kept as
+//! imported) and durable exchanges, queues and bindings, as one definitions document in RabbitMQ's format,
 //! `<data-dir>/definitions.json`, replaced atomically (write a temp file, fsync, rename, fsync
 //! the directory) after each durable change. Concurrent changes share one write: a caller
 //! waits for a write that started after its change, whoever did it.
@@ -23,7 +23,7 @@ pub struct VhostTopology {
 
 #[derive(Debug)]
 struct State {
-    /// Everything but the topology sections, as read (kept for what later issues store).
+    /// Everything but the topology sections: users, vhosts, permissions, policies, ….
     base: Definitions,
     topology: BTreeMap<String, VhostTopology>,
     version: u64,
@@ -88,6 +88,30 @@ impl MetaStore {
             state.version += 1;
         }
         state.version
+    }
+
+    /// Everything but the topology: users, vhosts, permissions, policies, parameters.
+    pub fn base(&self) -> Definitions {
+        self.lock().base.clone()
+    }
+
+    /// Replaces everything but the topology (whose sections in `base` are ignored); returns
+    /// the version a caller must persist.
+    pub fn set_base(&self, mut base: Definitions) -> u64 {
+        base.exchanges.clear();
+        base.queues.clear();
+        base.bindings.clear();
+        let mut state = self.lock();
+        if state.base != base {
+            state.base = base;
+            state.version += 1;
+        }
+        state.version
+    }
+
+    /// The latest version of the document (persist it to have everything on disk).
+    pub fn version(&self) -> u64 {
+        self.lock().version
     }
 
     /// The whole document as it stands (what `export` returns).
@@ -182,6 +206,26 @@ mod tests {
         let v1 = meta.set_vhost_topology("/", t.clone());
         let v2 = meta.set_vhost_topology("/", t);
         assert_eq!(v1, v2);
+    }
+
+    #[tokio::test]
+    async fn users_and_vhosts_in_the_base_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, _) = MetaStore::open(dir.path()).unwrap();
+        let mut base = Definitions::default();
+        base.vhosts.push(warren_definitions::Vhost {
+            name: "sales".into(),
+            ..Default::default()
+        });
+        let v1 = meta.set_base(base.clone());
+        assert_eq!(
+            meta.set_base(base),
+            v1,
+            "an unchanged base needs no new write"
+        );
+        meta.persist(v1).await.unwrap();
+        let (_, doc) = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(doc.vhosts[0].name, "sales");
     }
 
     #[test]
