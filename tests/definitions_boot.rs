@@ -21,8 +21,8 @@ use warren_definitions::{hash_password_with_salt, Definitions, HashingAlgorithm}
 
 /// A definitions file as `rabbitmqctl export_definitions` writes it: vhosts `sales` and
 /// `ops`, alice (sales only) and bob (both), durable exchanges of every type, queues with
-/// arguments, bindings with arguments, and a policy and a topic permission (stored, not
-/// enforced yet).
+/// arguments, bindings with arguments, a policy (stored, not enforced yet) and a topic
+/// permission.
 fn definitions_json() -> String {
     let alice = hash_password_with_salt(HashingAlgorithm::Sha256, [0x90, 0x8D, 0xC6, 0x0A], "a1");
     let bob = hash_password_with_salt(HashingAlgorithm::Sha256, [0x11, 0x22, 0x33, 0x44], "b2");

@@ -1,11 +1,14 @@
 //! Authentication and vhost access: SASL PLAIN and AMQPLAIN responses checked against the
 //! broker's users (RabbitMQ's salted password hashes, from the metadata document and
-//! `--definitions`), and the permissions that let a user open a vhost.
+//! `--definitions`), and the permissions that let a user open a vhost (their patterns are
+//! compiled into an `access::Access`, which the connection keeps for its vhost).
 
+use crate::access::Access;
 use amq_protocol::types::{parsing::parse_field_table, AMQPValue};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use warren_definitions::{verify_password, Definitions, HashingAlgorithm, Permission};
+use std::sync::Arc;
+use warren_definitions::{verify_password, Definitions, HashingAlgorithm};
 
 /// The SASL mechanisms offered in connection.start.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
@@ -60,9 +63,9 @@ impl AuthError {
 #[derive(Debug, Clone, Default)]
 pub struct Users {
     accounts: HashMap<String, Account>,
-    /// (user, vhost) → configure/write/read patterns. connection.open needs an entry; the
-    /// patterns themselves are not enforced yet.
-    permissions: HashMap<(String, String), Permission>,
+    /// (user, vhost) → compiled configure/write/read and topic patterns. connection.open
+    /// needs an entry; channels check their operations against it.
+    permissions: HashMap<(String, String), Arc<Access>>,
 }
 
 impl Users {
@@ -88,7 +91,10 @@ impl Users {
         let permissions = doc
             .permissions
             .iter()
-            .map(|p| ((p.user.clone(), p.vhost.clone()), p.clone()))
+            .map(|p| {
+                let access = Access::compile(p, &doc.topic_permissions);
+                ((p.user.clone(), p.vhost.clone()), Arc::new(access))
+            })
             .collect();
         Users {
             accounts,
@@ -131,8 +137,14 @@ impl Users {
     /// Whether `user` may open `vhost`: RabbitMQ's internal backend allows it when the user
     /// has a permissions entry for the vhost, whatever its patterns.
     pub fn may_open_vhost(&self, user: &str, vhost: &str) -> bool {
+        self.access(user, vhost).is_some()
+    }
+
+    /// What `user` may do in `vhost`; None when they have no permissions entry for it.
+    pub fn access(&self, user: &str, vhost: &str) -> Option<Arc<Access>> {
         self.permissions
-            .contains_key(&(user.to_string(), vhost.to_string()))
+            .get(&(user.to_string(), vhost.to_string()))
+            .cloned()
     }
 }
 

@@ -207,8 +207,8 @@ fn merge_access(base: &mut Definitions, file: &Definitions) -> io::Result<()> {
 }
 
 /// Declares the file's exchanges, queues and bindings in RabbitMQ's import order. Users,
-/// vhosts and permissions came first (`boot_access`, before the vhosts were built); topic
-/// permissions, parameters and policies are stored but not enforced yet. Declaring what
+/// vhosts, permissions and topic permissions came first (`boot_access`, before the vhosts
+/// were built); parameters and policies are stored but not enforced yet. Declaring what
 /// exists is a no-op; what conflicts with existing topology is logged and skipped.
 pub fn apply_topology(vhosts: &HashMap<String, Arc<VHost>>, file: &Definitions) {
     for category in Definitions::rabbitmq_import_order() {

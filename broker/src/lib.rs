@@ -15,6 +15,7 @@
 //! When a channel or connection closes, its unacked messages return to their queues, at their
 //! original position, marked redelivered.
 
+pub mod access;
 pub mod alarm;
 pub mod auth;
 pub mod channel;

@@ -4,6 +4,7 @@
 use super::assembler::Complete;
 use super::unacked::{group_by_queue, Unacked};
 use super::{Channel, ConsumerEntry};
+use crate::access::{Perm, Resource};
 use crate::connection::codec;
 use crate::connection::frame::{Qos, ShortStr};
 use crate::connection::outbound::short;
@@ -88,6 +89,11 @@ impl Channel {
             summary: header.summary,
             body,
         });
+        // rabbitmq-compat: write permission is checked before the exchange is looked up, so a
+        // refused user learns nothing about which exchanges exist.
+        self.write_cache
+            .check(&ctx.access, message.exchange.as_str())
+            .map_err(during)?;
         self.routed.clear();
         {
             // The snapshot guard is dropped before any `.await` below.
@@ -102,6 +108,13 @@ impl Channel {
                     "cannot publish to internal exchange '{exchange_name}' in vhost '{}'",
                     ctx.vhost.name
                 ))));
+            }
+            if exchange.kind == crate::exchange::ExchangeKind::Topic
+                && ctx.access.has_topic_permissions(exchange_name)
+            {
+                ctx.access
+                    .check_topic(Perm::Write, exchange_name, message.routing_key.as_str())
+                    .map_err(during)?;
             }
             let headers = if message.summary.has_headers
                 && exchange.kind == crate::exchange::ExchangeKind::Headers
@@ -184,6 +197,7 @@ impl Channel {
 
     async fn consume(&mut self, ctx: &mut ConnCtx, c: amqp_basic::Consume) -> AmqpResult<()> {
         let queue_name = self.queue_name(c.queue.as_str())?;
+        ctx.access.check(Perm::Read, Resource::Queue, &queue_name)?;
         let queue = ctx.vhost.queue(&queue_name, ctx.id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
             crate::names::generate("amq.ctag-")
@@ -239,6 +253,7 @@ impl Channel {
 
     async fn get(&mut self, ctx: &mut ConnCtx, queue: &str, no_ack: bool) -> AmqpResult<()> {
         let queue_name = self.queue_name(queue)?;
+        ctx.access.check(Perm::Read, Resource::Queue, &queue_name)?;
         let queue = ctx.vhost.queue(&queue_name, ctx.id)?;
         let reply = queue
             .request(|reply| QueueCmd::Get { no_ack, reply })

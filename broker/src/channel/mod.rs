@@ -10,6 +10,7 @@ mod exchange;
 mod queue;
 pub mod unacked;
 
+use crate::access::WriteCache;
 use crate::connection::frame::{ChannelId, Frame};
 use crate::connection::handle::Delivery;
 use crate::connection::ConnCtx;
@@ -62,6 +63,8 @@ pub struct Channel {
     last_queue: Option<String>,
     /// Scratch space for routing results, reused across publishes.
     routed: Vec<QueueRef>,
+    /// Exchanges this channel may publish to, so a publish rarely runs a pattern.
+    write_cache: WriteCache,
 }
 
 impl Channel {
@@ -79,6 +82,7 @@ impl Channel {
             confirm: None,
             last_queue: None,
             routed: Vec::new(),
+            write_cache: WriteCache::default(),
         }
     }
 

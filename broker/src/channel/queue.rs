@@ -1,6 +1,8 @@
 //! queue.* methods: declare, bind, unbind, purge, delete.
 
+use super::exchange::string_argument;
 use super::Channel;
+use crate::access::{Perm, Resource};
 use crate::connection::outbound::short;
 use crate::connection::ConnCtx;
 use crate::error::{AmqpError, AmqpResult};
@@ -20,6 +22,7 @@ impl Channel {
             AMQPMethod::Bind(b) => {
                 let queue = self.queue_name(b.queue.as_str())?;
                 let routing_key = shortcut_routing_key(&b.queue, &b.routing_key, &queue);
+                check_binding_permitted(ctx, &queue, b.exchange.as_str(), routing_key)?;
                 ctx.vhost.bind_queue(
                     &queue,
                     b.exchange.as_str(),
@@ -36,6 +39,7 @@ impl Channel {
             AMQPMethod::Unbind(u) => {
                 let queue = self.queue_name(u.queue.as_str())?;
                 let routing_key = shortcut_routing_key(&u.queue, &u.routing_key, &queue);
+                check_binding_permitted(ctx, &queue, u.exchange.as_str(), routing_key)?;
                 ctx.vhost.unbind_queue(
                     &queue,
                     u.exchange.as_str(),
@@ -49,6 +53,7 @@ impl Channel {
             }
             AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
+                ctx.access.check(Perm::Read, Resource::Queue, &name)?;
                 let queue = ctx.vhost.queue(&name, ctx.id)?;
                 let count = queue
                     .request(|reply| QueueCmd::Purge { reply })
@@ -66,6 +71,7 @@ impl Channel {
             }
             AMQPMethod::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str())?;
+                ctx.access.check(Perm::Configure, Resource::Queue, &name)?;
                 let count = match ctx.vhost.queue(&name, ctx.id) {
                     Ok(queue) => {
                         let result = queue
@@ -113,6 +119,9 @@ impl Channel {
         } else {
             self.queue_name(d.queue.as_str())?
         };
+        if !d.passive {
+            check_declare_permitted(ctx, &name, &d.arguments)?;
+        }
         let req = QueueDeclare {
             name: name.clone(),
             passive: d.passive,
@@ -148,6 +157,54 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// Permissions for a non-passive queue.declare (server-named queues included): configure on
+/// the queue; creating one with a dead-letter exchange also needs read on the queue and
+/// write on that exchange (rabbit_channel.erl).
+fn check_declare_permitted(
+    ctx: &ConnCtx,
+    name: &str,
+    arguments: &amq_protocol::types::FieldTable,
+) -> AmqpResult<()> {
+    ctx.access.check(Perm::Configure, Resource::Queue, name)?;
+    if ctx.vhost.topology().queues.contains_key(name) {
+        return Ok(());
+    }
+    if let Some(dlx) = string_argument(arguments, "x-dead-letter-exchange") {
+        ctx.access.check(Perm::Read, Resource::Queue, name)?;
+        ctx.access.check(Perm::Write, Resource::Exchange, &dlx)?;
+    }
+    Ok(())
+}
+
+/// Permissions for queue.bind and queue.unbind (`binding_action_with_checks` in
+/// rabbit_channel.erl): write on the queue, read on the exchange, and for a topic exchange
+/// the user's topic read pattern on the binding key. The default exchange is left to the
+/// vhost, which refuses binding to it.
+fn check_binding_permitted(
+    ctx: &ConnCtx,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> AmqpResult<()> {
+    ctx.access.check(Perm::Write, Resource::Queue, queue)?;
+    if exchange.is_empty() {
+        return Ok(());
+    }
+    ctx.access.check(Perm::Read, Resource::Exchange, exchange)?;
+    if ctx.access.has_topic_permissions(exchange) {
+        let is_topic = ctx
+            .vhost
+            .topology()
+            .exchanges
+            .get(exchange)
+            .is_some_and(|x| x.kind == crate::exchange::ExchangeKind::Topic);
+        if is_topic {
+            ctx.access.check_topic(Perm::Read, exchange, routing_key)?;
+        }
+    }
+    Ok(())
 }
 
 /// rabbitmq-compat: a bind/unbind naming neither queue nor routing key uses the channel's last

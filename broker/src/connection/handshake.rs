@@ -4,6 +4,7 @@
 use super::codec::{is_valid_protocol_header, DecodeError, FrameDecoder, PROTOCOL_HEADER};
 use super::frame::Frame;
 use super::outbound::Outbound;
+use crate::access::Access;
 use crate::auth::{AuthError, User, MECHANISMS};
 use crate::config::FRAME_MIN_SIZE;
 use crate::error::AmqpError;
@@ -29,6 +30,8 @@ pub struct ClientCaps {
 pub struct Negotiated {
     pub user: User,
     pub vhost: Arc<VHost>,
+    /// What the user may do in the vhost (fixed for the connection's life).
+    pub access: Arc<Access>,
     pub caps: ClientCaps,
     pub channel_max: u16,
     pub heartbeat: Duration,
@@ -248,7 +251,7 @@ pub async fn run(
             AmqpError::not_allowed(format_args!("vhost {vhost_name} not found")).during(10, 40),
         ));
     };
-    if !broker.users.load().may_open_vhost(&user.name, vhost_name) {
+    let Some(access) = broker.users.load().access(&user.name, vhost_name) else {
         tracing::warn!(%peer, user = %user.name, vhost = %vhost_name, "vhost access refused");
         return Err(HandshakeError::Close(
             AmqpError::not_allowed(format_args!(
@@ -257,7 +260,7 @@ pub async fn run(
             ))
             .during(10, 40),
         ));
-    }
+    };
     io.out.method(
         0,
         AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
@@ -266,6 +269,7 @@ pub async fn run(
     Ok(Negotiated {
         user,
         vhost,
+        access,
         caps,
         channel_max,
         heartbeat,

@@ -13,6 +13,7 @@ pub mod outbound;
 pub mod properties;
 mod writer;
 
+use crate::access::Access;
 use crate::channel::{return_undelivered, Channel, ChannelState, Outcome};
 use crate::error::{AmqpError, AmqpResult, Scope};
 use crate::queue::{QueueCmd, QueueRef};
@@ -51,6 +52,8 @@ pub struct ConnCtx {
     pub handle: ConnHandle,
     pub vhost: Arc<VHost>,
     pub user: String,
+    /// The user's permissions in `vhost`, checked by the channel handlers.
+    pub access: Arc<Access>,
     pub max_message_size: u64,
     pub caps: ClientCaps,
     pub out: Outbound,
@@ -152,6 +155,7 @@ async fn serve_inner(
             handle,
             vhost: negotiated.vhost,
             user: negotiated.user.name,
+            access: negotiated.access,
             max_message_size: broker.config.max_message_size,
             caps: negotiated.caps,
             out,
