@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use warren_definitions as defs_model;
 
+mod durable;
+mod equivalence;
+
 static NEXT_QUEUE_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, Clone)]
@@ -120,21 +123,6 @@ impl std::fmt::Debug for VHost {
     }
 }
 
-/// Queue arguments RabbitMQ checks for equivalence on redeclare.
-const EQUIVALENCE_ARGS: &[&str] = &[
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-expires",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-message-ttl",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-];
-
 impl VHost {
     /// A vhost with the predeclared exchanges: "", amq.direct, amq.fanout, amq.topic,
     /// amq.headers and amq.match.
@@ -200,127 +188,6 @@ impl VHost {
         Ok(result)
     }
 
-    /// Waits until the metadata store has this vhost's latest durable topology on disk.
-    /// Called before a durable declare/delete/bind is answered.
-    pub async fn sync_metadata(&self) -> AmqpResult<()> {
-        let version = self.meta_pending.load(Ordering::Acquire);
-        self.persistence.meta.persist(version).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot write the metadata file");
-            AmqpError::internal_error("cannot write the broker's metadata to disk")
-        })
-    }
-
-    /// The durable part of a topology in definitions form: what survives a restart.
-    fn durable_topology(&self, topo: &Topology) -> VhostTopology {
-        let mut t = VhostTopology::default();
-        for x in topo.exchanges.values() {
-            if exchange_persisted(x) {
-                t.exchanges.push(defs_model::Exchange {
-                    name: x.name.clone(),
-                    vhost: self.name.clone(),
-                    kind: x.kind.name().to_string(),
-                    durable: true,
-                    auto_delete: false,
-                    internal: x.internal,
-                    arguments: table_to_json(&x.arguments),
-                    ..Default::default()
-                });
-            }
-            if exchange_persisted(x) || (x.name.starts_with("amq.")) {
-                for (q, key, args) in x.bindings.iter() {
-                    if q.stores_messages() {
-                        t.bindings.push(defs_model::Binding {
-                            source: x.name.clone(),
-                            vhost: self.name.clone(),
-                            destination: q.name.clone(),
-                            destination_type: defs_model::DestinationType::Queue,
-                            routing_key: key.to_string(),
-                            arguments: table_to_json(args),
-                            ..Default::default()
-                        });
-                    }
-                }
-            }
-        }
-        for q in topo.queues.values() {
-            if q.stores_messages() {
-                t.queues.push(defs_model::Queue {
-                    name: q.name.clone(),
-                    vhost: self.name.clone(),
-                    durable: true,
-                    auto_delete: false,
-                    arguments: table_to_json(&q.arguments),
-                    ..Default::default()
-                });
-            }
-        }
-        t.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
-        t.queues.sort_by(|a, b| a.name.cmp(&b.name));
-        t.bindings.sort_by(|a, b| {
-            (&a.source, &a.destination, &a.routing_key).cmp(&(
-                &b.source,
-                &b.destination,
-                &b.routing_key,
-            ))
-        });
-        t
-    }
-
-    /// Re-creates this vhost's durable topology from the metadata document at startup
-    /// (recovering each durable queue's messages). Entries that no longer make sense are
-    /// logged and skipped.
-    pub fn restore(self: &Arc<Self>, doc: &warren_definitions::Definitions) {
-        let ours = |vhost: &str| vhost == self.name || (vhost.is_empty() && self.name == "/");
-        for x in doc.exchanges.iter().filter(|x| ours(&x.vhost)) {
-            let req = ExchangeDeclare {
-                name: x.name.clone(),
-                kind: x.kind.clone(),
-                passive: false,
-                durable: x.durable,
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments: json_to_table(&x.arguments),
-            };
-            if let Err(e) = self.declare_exchange(&req) {
-                tracing::warn!(exchange = %x.name, error = %e, "exchange not restored");
-            }
-        }
-        for q in doc.queues.iter().filter(|q| ours(&q.vhost)) {
-            let req = QueueDeclare {
-                name: q.name.clone(),
-                passive: false,
-                durable: q.durable,
-                exclusive: false,
-                auto_delete: q.auto_delete,
-                arguments: json_to_table(&q.arguments),
-                server_named: true,
-            };
-            if let Err(e) = self.declare_queue(&req, 0) {
-                tracing::warn!(queue = %q.name, error = %e, "queue not restored");
-            }
-        }
-        for b in doc.bindings.iter().filter(|b| ours(&b.vhost)) {
-            if b.destination_type != defs_model::DestinationType::Queue {
-                tracing::warn!(source = %b.source, destination = %b.destination, "exchange-to-exchange binding not restored (not supported yet)");
-                continue;
-            }
-            let args = json_to_table(&b.arguments);
-            if let Err(e) = self.bind_queue(&b.destination, &b.source, &b.routing_key, &args, 0) {
-                tracing::warn!(source = %b.source, queue = %b.destination, error = %e, "binding not restored");
-            }
-        }
-    }
-
-    /// The stored queues of this vhost (to tell the store which directories are live).
-    pub fn stored_queue_names(&self) -> Vec<String> {
-        self.topology()
-            .queues
-            .values()
-            .filter(|q| q.stores_messages())
-            .map(|q| q.name.clone())
-            .collect()
-    }
-
     pub fn declare_exchange(&self, req: &ExchangeDeclare) -> AmqpResult<()> {
         let existing = self.topology().exchanges.get(&req.name).cloned();
         // rabbitmq-compat: the default exchange cannot be declared, not even passively
@@ -369,49 +236,6 @@ impl VHost {
             topo.exchanges.insert(req.name.clone(), Arc::new(x));
             Ok(())
         })
-    }
-
-    fn check_exchange_equivalence(
-        &self,
-        x: &Exchange,
-        kind: ExchangeKind,
-        req: &ExchangeDeclare,
-    ) -> AmqpResult<()> {
-        let mismatch = |arg: &str,
-                        received: &dyn std::fmt::Display,
-                        current: &dyn std::fmt::Display| {
-            Err(AmqpError::precondition_failed(format_args!(
-                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
-                x.name, self.name
-            )))
-        };
-        if x.kind != kind {
-            return mismatch("type", &kind.name(), &x.kind.name());
-        }
-        if x.durable != req.durable {
-            return mismatch("durable", &req.durable, &x.durable);
-        }
-        if x.auto_delete != req.auto_delete {
-            return mismatch("auto_delete", &req.auto_delete, &x.auto_delete);
-        }
-        if x.internal != req.internal {
-            return mismatch("internal", &req.internal, &x.internal);
-        }
-        // rabbitmq-compat: of an exchange's arguments only `alternate-exchange` must match
-        // (`rabbit_exchange:assert_args_equivalence`).
-        let key = "alternate-exchange";
-        let received = req.arguments.inner().get(key);
-        let current = x.arguments.inner().get(key);
-        if !args_equivalent(received, current) {
-            return Err(AmqpError::precondition_failed(format_args!(
-                "inequivalent arg '{key}' for exchange '{}' in vhost '{}': received {} but current is {}",
-                x.name,
-                self.name,
-                describe_arg(received, current.is_none()),
-                describe_arg(current, received.is_none()),
-            )));
-        }
-        Ok(())
     }
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
@@ -495,80 +319,6 @@ impl VHost {
             *durable_change = stored;
             Ok((q, true))
         })
-    }
-
-    /// Opens (and recovers) a durable queue's store.
-    fn open_store(&self, queue: &str) -> AmqpResult<(QueueStorage, Vec<crate::store::Recovered>)> {
-        let (store, recovered, issues) = self
-            .persistence
-            .store
-            .open_queue(&self.name, queue, self.persistence.budget.available())
-            .map_err(|e| {
-                tracing::error!(queue, vhost = %self.name, error = %e, "cannot open the queue's store");
-                AmqpError::internal_error(format_args!(
-                    "cannot open the store of queue '{queue}' in vhost '{}'",
-                    self.name
-                ))
-            })?;
-        for issue in issues {
-            tracing::warn!(
-                queue,
-                vhost = %self.name,
-                file = %issue.file.display(),
-                offset = issue.offset,
-                reason = %issue.reason,
-                "damaged record skipped during recovery"
-            );
-        }
-        if !recovered.is_empty() {
-            tracing::info!(queue, vhost = %self.name, messages = recovered.len(), "recovered messages");
-        }
-        let storage = QueueStorage::new(
-            store,
-            self.persistence.syncer.clone(),
-            self.persistence.alarm.clone(),
-        );
-        Ok((storage, recovered))
-    }
-
-    fn check_queue_reuse(&self, q: &QueueRef, req: &QueueDeclare, conn_id: u64) -> AmqpResult<()> {
-        let locked =
-            !q.accessible_by(conn_id) || (req.exclusive && !req.passive && !q.is_exclusive());
-        if locked {
-            return Err(self.locked(&q.name));
-        }
-        if req.passive {
-            return Ok(());
-        }
-        let mismatch = |arg: &str,
-                        received: &dyn std::fmt::Display,
-                        current: &dyn std::fmt::Display| {
-            Err(AmqpError::precondition_failed(format_args!(
-                "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
-                q.name, self.name
-            )))
-        };
-        if q.durable != req.durable {
-            return mismatch("durable", &req.durable, &q.durable);
-        }
-        if q.auto_delete != req.auto_delete {
-            return mismatch("auto_delete", &req.auto_delete, &q.auto_delete);
-        }
-        for key in EQUIVALENCE_ARGS {
-            let received = req.arguments.inner().get(*key);
-            let current = q.arguments.inner().get(*key);
-            if !args_equivalent(received, current) {
-                // Argument values carry their own quoting (RabbitMQ's `rabbit_misc:val/1`).
-                return Err(AmqpError::precondition_failed(format_args!(
-                    "inequivalent arg '{key}' for queue '{}' in vhost '{}': received {} but current is {}",
-                    q.name,
-                    self.name,
-                    describe_arg(received, current.is_none()),
-                    describe_arg(current, received.is_none()),
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// RabbitMQ's 405 text for a queue owned by another connection.
@@ -677,59 +427,5 @@ impl VHost {
             }
             Ok(())
         });
-    }
-}
-
-/// rabbitmq-compat: `rabbit_misc:assert_args_equivalence/4` compares integers of any width
-/// (and float with double) by value, everything else by type and value.
-fn args_equivalent(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
-    fn int(v: &AMQPValue) -> Option<i128> {
-        match v {
-            AMQPValue::ShortShortInt(i) => Some(i128::from(*i)),
-            AMQPValue::ShortShortUInt(i) => Some(i128::from(*i)),
-            AMQPValue::ShortInt(i) => Some(i128::from(*i)),
-            AMQPValue::ShortUInt(i) => Some(i128::from(*i)),
-            AMQPValue::LongInt(i) => Some(i128::from(*i)),
-            AMQPValue::LongUInt(i) => Some(i128::from(*i)),
-            AMQPValue::LongLongInt(i) => Some(i128::from(*i)),
-            _ => None,
-        }
-    }
-    fn float(v: &AMQPValue) -> Option<f64> {
-        match v {
-            AMQPValue::Float(f) => Some(f64::from(*f)),
-            AMQPValue::Double(f) => Some(*f),
-            _ => None,
-        }
-    }
-    match (a, b) {
-        (Some(x), Some(y)) => match (int(x), int(y), float(x), float(y)) {
-            (Some(i), Some(j), _, _) => i == j,
-            (_, _, Some(f), Some(g)) => f == g,
-            _ => x == y,
-        },
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-/// An argument in an equivalence error, as RabbitMQ's `rabbit_misc:val/1` shows it: `none`
-/// when absent; `'10'` when both sides are set; `the value '10' of type 'long'` when only
-/// this side is (`other_missing`).
-fn describe_arg(v: Option<&AMQPValue>, other_missing: bool) -> String {
-    use crate::exchange::erl_term::{rabbit_type_name, ErlTerm};
-    let Some(v) = v else {
-        return "none".to_string();
-    };
-    // Erlang prints binaries with `~s` (their text) and other values with `~p`.
-    let value = match v {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.as_str().to_string(),
-        other => ErlTerm(other).to_string(),
-    };
-    if other_missing {
-        format!("the value '{value}' of type '{}'", rabbit_type_name(v))
-    } else {
-        format!("'{value}'")
     }
 }
