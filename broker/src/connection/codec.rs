@@ -708,5 +708,5 @@ pub fn encode_heartbeat(buf: &mut BytesMut) {
 }
 
 #[cfg(test)]
-#[path = "codec_tests.rs"]
+#[path = "tests/codec.rs"]
 mod tests;
