@@ -10,5 +10,5 @@ RUN useradd --system --home /var/lib/warren warren \
 COPY --from=build /src/target/release/warren /usr/local/bin/warren
 USER warren
 VOLUME /var/lib/warren
-EXPOSE 5672
+EXPOSE 5672 15672
 ENTRYPOINT ["/usr/local/bin/warren", "--data-dir", "/var/lib/warren"]

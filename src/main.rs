@@ -18,6 +18,9 @@ struct Args {
     /// AMQP port (0: any free port; the log says which).
     #[arg(long, default_value_t = 5672)]
     port: u16,
+    /// Management HTTP API port (0: any free port; the log says which).
+    #[arg(long, default_value_t = 15672)]
+    http_port: u16,
     /// Where durable state lives.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let config = Config {
         bind: args.bind,
         port: args.port,
+        http_port: args.http_port,
         data_dir: args.data_dir,
         max_message_size: args.max_message_size,
         heartbeat: Duration::from_secs(args.heartbeat),
@@ -92,10 +96,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {
-    let addr = std::net::SocketAddr::new(config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let amqp = bind(std::net::SocketAddr::new(config.bind, config.port)).await?;
+    let http = bind(std::net::SocketAddr::new(config.bind, config.http_port)).await?;
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -103,7 +105,23 @@ async fn serve(config: Config) -> std::io::Result<()> {
         tracing::info!("shutting down");
         trigger.cancel();
     });
-    warren_broker::run(listener, config, shutdown).await
+    let broker = warren_broker::Broker::open(config)?;
+    let management = tokio::spawn(broker.clone().serve_http(http, shutdown.clone()));
+    let served = broker.serve(amqp, shutdown.clone()).await;
+    // AMQP stopped (shutdown, or an error before serving): the HTTP side stops with it.
+    shutdown.cancel();
+    match management.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "management HTTP listener failed"),
+        Err(e) => tracing::warn!(error = %e, "management HTTP task failed"),
+        Ok(Ok(())) => {}
+    }
+    served
+}
+
+async fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
 async fn wait_for_signal() {

@@ -118,6 +118,18 @@ impl Users {
                 )))
             }
         };
+        self.check_login(login, &password, peer, mechanism)
+    }
+
+    /// Checks a user name and password from `peer` (what every mechanism comes down to; the
+    /// management API's HTTP basic auth calls it with mechanism "basic").
+    pub fn check_login(
+        &self,
+        login: String,
+        password: &str,
+        peer: IpAddr,
+        mechanism: &str,
+    ) -> Result<User, AuthError> {
         let refused = || AuthError::Refused {
             mechanism: mechanism.to_string(),
         };
@@ -125,7 +137,7 @@ impl Users {
         let Some((algorithm, hash)) = &account.password else {
             return Err(refused());
         };
-        if !verify_password(*algorithm, hash, &password) {
+        if !verify_password(*algorithm, hash, password) {
             return Err(refused());
         }
         if LOOPBACK_USERS.contains(&login.as_str()) && !is_loopback(peer) {

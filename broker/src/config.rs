@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
+    /// Management HTTP API port (RabbitMQ's management plugin default: 15672).
+    pub http_port: u16,
     pub data_dir: PathBuf,
     /// Largest message body accepted; larger publishes close the channel with 406.
     pub max_message_size: u64,
@@ -33,6 +35,7 @@ impl Default for Config {
         Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 5672,
+            http_port: 15672,
             data_dir: PathBuf::from("./data"),
             // rabbitmq-compat: RabbitMQ 4 defaults max_message_size to 16 MiB.
             max_message_size: 16 * 1024 * 1024,

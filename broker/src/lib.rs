@@ -25,6 +25,7 @@ pub mod definitions_boot;
 pub mod defs;
 pub mod error;
 pub mod exchange;
+pub mod http;
 pub mod message;
 pub mod names;
 pub mod queue;

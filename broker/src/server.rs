@@ -31,7 +31,7 @@ pub struct BrokerShared {
     pub users: ArcSwap<Users>,
     pub vhosts: HashMap<String, Arc<VHost>>,
     pub alarm: Arc<DiskAlarm>,
-    persistence: Arc<Persistence>,
+    pub(crate) persistence: Arc<Persistence>,
     next_connection_id: AtomicU64,
 }
 
@@ -176,6 +176,18 @@ impl Broker {
         tracker.wait().await;
         info!("broker stopped");
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Serves the management HTTP API on `listener` until `shutdown` is cancelled (spawn it
+    /// beside `serve`, which serves AMQP for the same broker).
+    pub async fn serve_http(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        crate::http::serve(listener, self.shared, shutdown).await
     }
 }
 

@@ -30,6 +30,8 @@ use warren_broker::Config;
 /// A broker running inside the test's runtime on 127.0.0.1:<ephemeral>.
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The management HTTP API's address.
+    pub http_addr: SocketAddr,
     /// Control of the running broker (e.g. the disk free limit).
     pub broker: warren_broker::Broker,
     shutdown: CancellationToken,
@@ -49,11 +51,15 @@ impl TestBroker {
         config.data_dir = data_dir.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http_listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let broker = warren_broker::Broker::open(config).unwrap();
+        tokio::spawn(broker.clone().serve_http(http_listener, shutdown.clone()));
         let task = tokio::spawn(broker.clone().serve(listener, shutdown.clone()));
         TestBroker {
             addr,
+            http_addr,
             broker,
             shutdown,
             task: Some(task),
@@ -68,6 +74,11 @@ impl TestBroker {
 
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    /// The management API's base URL (`http://127.0.0.1:<port>`).
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
     }
 
     pub async fn connect(&self) -> Connection {

@@ -43,8 +43,8 @@ pub struct StartFailure {
 }
 
 impl ChildBroker {
-    /// Starts `warren --bind 127.0.0.1 --port 0 --data-dir <data_dir>` and waits until it logs
-    /// the address it listens on.
+    /// Starts `warren --bind 127.0.0.1 --port 0 --http-port 0 --data-dir <data_dir>` and waits
+    /// until it logs the address it listens on.
     pub async fn start(data_dir: &Path) -> ChildBroker {
         match Self::try_start(data_dir).await {
             Ok(broker) => broker,
@@ -72,7 +72,8 @@ impl ChildBroker {
         extra: &[&std::ffi::OsStr],
     ) -> Result<ChildBroker, StartFailure> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["--bind", "127.0.0.1", "--port", "0", "--data-dir"])
+            .args(["--bind", "127.0.0.1", "--port", "0", "--http-port", "0"])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info")

@@ -1,0 +1,301 @@
+//! The management HTTP API (read side): an HTTP/1 listener beside the AMQP one, serving
+//! RabbitMQ's `/api/...` JSON so existing tools can read the broker. Each request is routed
+//! here, authenticated (`auth.rs`) and answered from the live vhost topology, the queue
+//! tasks' stats or the metadata document; no state of its own.
+//!
+//! Writes (PUT, POST, DELETE) are not implemented yet and get 405.
+
+mod access;
+mod auth;
+mod definitions;
+mod overview;
+mod topology;
+
+use crate::server::BrokerShared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use auth::Viewer;
+
+/// A response body: the whole JSON document at once (the API has no streaming responses).
+type Body = Full<Bytes>;
+
+/// Serves the management API on `listener` until `shutdown` is cancelled; open connections
+/// finish their current request, then close.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<BrokerShared>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let tracker = TaskTracker::new();
+    info!(addr = %listener.local_addr()?, "listening for management HTTP");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(serve_connection(stream, peer, broker.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<BrokerShared>,
+    shutdown: CancellationToken,
+) {
+    let service = service_fn(move |req| {
+        let broker = broker.clone();
+        async move { Ok::<_, Infallible>(handle(&broker, peer.ip(), req).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// What an endpoint answers: a JSON status and document.
+pub struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
+    /// rabbitmq-compat: the management plugin's 404 body.
+    fn not_found() -> Reply {
+        Reply {
+            status: StatusCode::NOT_FOUND,
+            body: json!({"error": "Object Not Found", "reason": "Not Found"}),
+        }
+    }
+
+    /// rabbitmq-compat: the management plugin's 401 body (British spelling).
+    fn not_authorised(reason: &str) -> Reply {
+        Reply {
+            status: StatusCode::UNAUTHORIZED,
+            body: json!({"error": "not_authorised", "reason": reason}),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body.to_string())));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+            );
+        }
+        response
+    }
+}
+
+/// The endpoints, by path (segments percent-decoded).
+enum Route {
+    Overview,
+    Definitions(Option<String>),
+    Queues(Option<String>),
+    Exchanges(Option<String>),
+    Bindings(Option<String>),
+    Users,
+    User(String),
+    Vhosts,
+    Vhost(String),
+    Permissions,
+    Permission { vhost: String, user: String },
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        let rest = path.strip_prefix("/api/")?;
+        let segments: Vec<String> = rest
+            .trim_end_matches('/')
+            .split('/')
+            .map(percent_decode)
+            .collect::<Option<_>>()?;
+        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let one = |v: &str| v.to_string();
+        Some(match s.as_slice() {
+            ["overview"] => Route::Overview,
+            ["definitions"] => Route::Definitions(None),
+            ["definitions", v] => Route::Definitions(Some(one(v))),
+            ["queues"] => Route::Queues(None),
+            ["queues", v] => Route::Queues(Some(one(v))),
+            ["exchanges"] => Route::Exchanges(None),
+            ["exchanges", v] => Route::Exchanges(Some(one(v))),
+            ["bindings"] => Route::Bindings(None),
+            ["bindings", v] => Route::Bindings(Some(one(v))),
+            ["users"] => Route::Users,
+            ["users", u] => Route::User(one(u)),
+            ["vhosts"] => Route::Vhosts,
+            ["vhosts", v] => Route::Vhost(one(v)),
+            ["permissions"] => Route::Permissions,
+            ["permissions", v, u] => Route::Permission {
+                vhost: one(v),
+                user: one(u),
+            },
+            _ => return None,
+        })
+    }
+}
+
+async fn handle(broker: &BrokerShared, peer: IpAddr, req: Request<Incoming>) -> Response<Body> {
+    // rabbitmq-compat: like cowboy_rest, an unknown resource is 404 and a method it does not
+    // allow is 405, both before authentication.
+    let Some(route) = Route::parse(req.uri().path()) else {
+        return Reply::not_found().into_response();
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = Reply {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            body: json!({"error": "Method Not Allowed", "reason": "Method Not Allowed"}),
+        }
+        .into_response();
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let viewer = match Viewer::authenticate(broker, req.headers(), peer) {
+        Ok(viewer) => viewer,
+        Err(reply) => return reply.into_response(),
+    };
+    route_to(broker, &viewer, route).await.into_response()
+}
+
+async fn route_to(broker: &BrokerShared, viewer: &Viewer, route: Route) -> Reply {
+    if let Err(reply) = viewer.may_read(&route) {
+        return reply;
+    }
+    if let Some(vhost) = route.vhost() {
+        if !broker.vhosts.contains_key(vhost) {
+            return Reply::not_found();
+        }
+    }
+    match route {
+        Route::Overview => overview::overview(broker, viewer).await,
+        Route::Definitions(None) => definitions::export(broker),
+        Route::Definitions(Some(vhost)) => definitions::export_vhost(broker, &vhost),
+        Route::Queues(vhost) => topology::queues(broker, viewer, vhost.as_deref()).await,
+        Route::Exchanges(vhost) => topology::exchanges(broker, viewer, vhost.as_deref()),
+        Route::Bindings(vhost) => topology::bindings(broker, viewer, vhost.as_deref()),
+        Route::Users => access::users(broker),
+        Route::User(name) => access::user(broker, &name),
+        Route::Vhosts => access::vhosts(broker, viewer),
+        Route::Vhost(name) => access::vhost(broker, &name),
+        Route::Permissions => access::permissions(broker),
+        Route::Permission { vhost, user } => access::permission(broker, &vhost, &user),
+    }
+}
+
+impl Route {
+    /// The vhost a route is scoped to, if any (it must exist).
+    fn vhost(&self) -> Option<&str> {
+        match self {
+            Route::Definitions(v) | Route::Queues(v) | Route::Exchanges(v) | Route::Bindings(v) => {
+                v.as_deref()
+            }
+            Route::Vhost(v) | Route::Permission { vhost: v, .. } => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (vhost `/` is `%2F` in URLs). None for a malformed escape or
+/// a result that is not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_the_default_vhost_and_rejects_bad_escapes() {
+        assert_eq!(percent_decode("%2F").as_deref(), Some("/"));
+        assert_eq!(percent_decode("%2f").as_deref(), Some("/"));
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
+    fn routes_parse_with_decoded_segments() {
+        assert!(matches!(
+            Route::parse("/api/queues/%2F"),
+            Some(Route::Queues(Some(v))) if v == "/"
+        ));
+        assert!(matches!(
+            Route::parse("/api/permissions/%2F/guest"),
+            Some(Route::Permission { vhost, user }) if vhost == "/" && user == "guest"
+        ));
+        assert!(matches!(
+            Route::parse("/api/overview"),
+            Some(Route::Overview)
+        ));
+        assert!(Route::parse("/api/nope").is_none());
+        assert!(Route::parse("/other").is_none());
+        assert!(Route::parse("/api/queues/%2F/q").is_none());
+    }
+}

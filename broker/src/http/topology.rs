@@ -1,0 +1,154 @@
+//! `GET /api/queues`, `/api/exchanges`, `/api/bindings` (each optionally `/{vhost}`): the
+//! live topology snapshots of the vhosts the user sees, in RabbitMQ's JSON shapes.
+
+use super::{overview::node_name, Reply, Viewer};
+use crate::defs::table_to_json;
+use crate::queue::{QueueCmd, QueueRef};
+use crate::server::BrokerShared;
+use crate::vhost::VHost;
+use amq_protocol::types::FieldTable;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The vhosts a listing covers, by name: `only` or all that `viewer` sees.
+pub(super) fn visible_vhosts<'a>(
+    broker: &'a BrokerShared,
+    viewer: &Viewer,
+    only: Option<&str>,
+) -> Vec<&'a Arc<VHost>> {
+    let mut vhosts: Vec<&Arc<VHost>> = broker
+        .vhosts
+        .values()
+        .filter(|v| only.is_none_or(|name| v.name == name) && viewer.sees(&v.name))
+        .collect();
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    vhosts
+}
+
+/// Queues sorted by vhost and name, with their message and consumer counts (one Stats round
+/// trip to each queue task).
+pub async fn queues(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> Reply {
+    let mut out = Vec::new();
+    for vhost in visible_vhosts(broker, viewer, only) {
+        let mut queues: Vec<QueueRef> = vhost.topology().queues.values().cloned().collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        for q in queues {
+            // A queue deleted since the snapshot is left out.
+            if let Ok(stats) = q.request(|reply| QueueCmd::Stats { reply }).await {
+                let mut json = queue_json(&q);
+                if let Value::Object(map) = &mut json {
+                    let ready = u64::from(stats.messages);
+                    let unacked = u64::from(stats.unacked);
+                    map.insert("messages".into(), json!(ready + unacked));
+                    map.insert("messages_ready".into(), json!(ready));
+                    map.insert("messages_unacknowledged".into(), json!(unacked));
+                    map.insert("consumers".into(), json!(stats.consumers));
+                }
+                out.push(json);
+            }
+        }
+    }
+    Reply::ok(Value::Array(out))
+}
+
+fn queue_json(q: &QueueRef) -> Value {
+    json!({
+        "name": q.name,
+        "vhost": q.vhost,
+        "durable": q.durable,
+        "auto_delete": q.auto_delete,
+        "exclusive": q.is_exclusive(),
+        "arguments": table_to_json(&q.arguments),
+        "type": "classic",
+        "state": "running",
+        "node": node_name(),
+    })
+}
+
+/// Exchanges sorted by vhost and name, the predeclared ones included ("" is the default).
+pub fn exchanges(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> Reply {
+    let mut out = Vec::new();
+    for vhost in visible_vhosts(broker, viewer, only) {
+        let topology = vhost.topology();
+        let mut exchanges: Vec<_> = topology.exchanges.values().collect();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(exchanges.into_iter().map(|x| {
+            json!({
+                "name": x.name,
+                "vhost": vhost.name,
+                "type": x.kind.name(),
+                "durable": x.durable,
+                "auto_delete": x.auto_delete,
+                "internal": x.internal,
+                "arguments": table_to_json(&x.arguments),
+            })
+        }));
+    }
+    Reply::ok(Value::Array(out))
+}
+
+/// Bindings per vhost: rabbitmq-compat: first the default exchange's implicit binding of
+/// every queue (source "", routing key = queue name), then the declared ones by source.
+pub fn bindings(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> Reply {
+    let mut out = Vec::new();
+    for vhost in visible_vhosts(broker, viewer, only) {
+        let topology = vhost.topology();
+        let mut queue_names: Vec<&String> = topology.queues.keys().collect();
+        queue_names.sort();
+        let empty = FieldTable::default();
+        for name in queue_names {
+            out.push(binding_json(&vhost.name, "", name, name, &empty));
+        }
+        let mut exchanges: Vec<_> = topology
+            .exchanges
+            .values()
+            .filter(|x| !x.name.is_empty())
+            .collect();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in exchanges {
+            let mut declared: Vec<_> = x.bindings.iter().collect();
+            declared.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
+            for (q, routing_key, arguments) in declared {
+                out.push(binding_json(
+                    &vhost.name,
+                    &x.name,
+                    &q.name,
+                    routing_key,
+                    arguments,
+                ));
+            }
+        }
+    }
+    Reply::ok(Value::Array(out))
+}
+
+fn binding_json(
+    vhost: &str,
+    source: &str,
+    destination: &str,
+    routing_key: &str,
+    arguments: &FieldTable,
+) -> Value {
+    let mut json = json!({
+        "source": source,
+        "vhost": vhost,
+        "destination": destination,
+        "destination_type": "queue",
+        "routing_key": routing_key,
+        "arguments": table_to_json(arguments),
+    });
+    // rabbitmq-compat: `properties_key` identifies a binding in URLs: "~" for an empty routing
+    // key, else the routing key itself when there are no arguments. With arguments RabbitMQ
+    // appends a hash of the Erlang term, which Warren does not reproduce; it is left out.
+    if arguments.inner().is_empty() {
+        if let Value::Object(map) = &mut json {
+            let key = if routing_key.is_empty() {
+                "~".to_string()
+            } else {
+                routing_key.to_string()
+            };
+            map.insert("properties_key".into(), Value::String(key));
+        }
+    }
+    json
+}
