@@ -19,8 +19,14 @@ impl Message {
         self.summary.delivery_mode == 2
     }
 
-    pub fn body_size(&self) -> usize {
-        self.body.len()
+    /// The message as the store appends it (borrowed: no copy until the write buffer).
+    pub fn as_stored(&self) -> crate::store::MessageRef<'_> {
+        crate::store::MessageRef {
+            exchange: self.exchange.as_str(),
+            routing_key: self.routing_key.as_str(),
+            properties: &self.properties,
+            body: &self.body,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::messages::Entry;
 use crate::message::Message;
-use crate::store::{Location, QueueStore, Store, StoredMessage};
+use crate::store::{Location, QueueStore, Store};
 use std::sync::Arc;
 use tracing::{error, warn};
 
@@ -42,18 +42,12 @@ impl Pager {
 
     /// Writes a message out; `None` when that failed (it then stays in memory).
     pub fn page_out(&mut self, id: u64, message: &Message) -> Option<Location> {
-        let stored = StoredMessage {
-            exchange: message.exchange.as_str().to_string(),
-            routing_key: message.routing_key.as_str().to_string(),
-            properties: message.properties.clone(),
-            body: message.body.clone(),
-        };
         let file = self.file()?;
         if id < file.next_id() {
             // Ids only grow within a queue; a page file from before cannot hold this one.
             return None;
         }
-        match file.append(id, &stored) {
+        match file.append(id, message.as_stored()) {
             Ok(location) => Some(location),
             Err(e) => {
                 warn!(error = %e, "cannot page a message out; keeping it in memory");

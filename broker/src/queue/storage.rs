@@ -46,13 +46,7 @@ impl QueueStorage {
         message: &Message,
         guard: Option<ConfirmGuard>,
     ) -> Option<Location> {
-        let stored = StoredMessage {
-            exchange: message.exchange.as_str().to_string(),
-            routing_key: message.routing_key.as_str().to_string(),
-            properties: message.properties.clone(),
-            body: message.body.clone(),
-        };
-        match self.store.append(id, &stored) {
+        match self.store.append(id, message.as_stored()) {
             Ok(location) => {
                 self.waiting.extend(guard);
                 Some(location)

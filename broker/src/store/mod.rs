@@ -38,6 +38,27 @@ pub struct StoredMessage {
     pub body: Bytes,
 }
 
+/// A message to store, borrowed from wherever it lives (the broker's `Message`, or a
+/// `StoredMessage`): appending copies its bytes straight into the write buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl StoredMessage {
+    pub fn as_ref(&self) -> MessageRef<'_> {
+        MessageRef {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            properties: &self.properties,
+            body: &self.body,
+        }
+    }
+}
+
 /// One message found at recovery, in queue order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -68,7 +89,7 @@ pub trait QueueStore: Send {
     fn next_id(&self) -> u64;
     /// Appends a message record (buffered). `id` increases with every call and starts at
     /// `next_id()` or above.
-    fn append(&mut self, id: u64, message: &StoredMessage) -> io::Result<Location>;
+    fn append(&mut self, id: u64, message: MessageRef<'_>) -> io::Result<Location>;
     /// Records the first delivery of a message, so that after a restart it is marked redelivered.
     fn mark_delivered(&mut self, id: u64) -> io::Result<()>;
     /// Records that messages are gone for good (acked, dropped, purged). Segments left with no

@@ -6,7 +6,7 @@
 //! `[u32 len][u32 crc32][u64 id][u8 exchange len][exchange][u8 routing key len][routing key]`
 //! `[u32 properties len][properties][u32 body len][body]`
 
-use super::StoredMessage;
+use super::MessageRef;
 use std::io;
 
 /// Bytes before the checksummed part: the len field and the crc field.
@@ -38,7 +38,7 @@ pub(crate) enum Damage {
 /// Appends the record of `message` to `buf` and returns its total length (len field included).
 /// The crc is computed over the bytes already in the buffer, so nothing is allocated beyond the
 /// buffer's own growth. On error (a field too long for its length prefix) `buf` is untouched.
-pub(crate) fn encode(buf: &mut Vec<u8>, id: u64, message: &StoredMessage) -> io::Result<u32> {
+pub(crate) fn encode(buf: &mut Vec<u8>, id: u64, message: MessageRef<'_>) -> io::Result<u32> {
     let exchange = u8::try_from(message.exchange.len())
         .map_err(|_| invalid("exchange name longer than 255 bytes"))?;
     let routing_key = u8::try_from(message.routing_key.len())
@@ -66,9 +66,9 @@ pub(crate) fn encode(buf: &mut Vec<u8>, id: u64, message: &StoredMessage) -> io:
     buf.push(routing_key);
     buf.extend_from_slice(message.routing_key.as_bytes());
     buf.extend_from_slice(&properties.to_be_bytes());
-    buf.extend_from_slice(&message.properties);
+    buf.extend_from_slice(message.properties);
     buf.extend_from_slice(&body.to_be_bytes());
-    buf.extend_from_slice(&message.body);
+    buf.extend_from_slice(message.body);
     let crc = crc32fast::hash(&buf[start + HEADER..]);
     buf[start + 4..start + HEADER].copy_from_slice(&crc.to_be_bytes());
     Ok(total)
@@ -160,6 +160,7 @@ fn invalid(reason: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoredMessage;
     use bytes::Bytes;
 
     fn message(body: Vec<u8>) -> StoredMessage {
@@ -173,7 +174,7 @@ mod tests {
 
     fn round_trip(m: &StoredMessage) {
         let mut buf = vec![0xAA; 3]; // records are appended after whatever is buffered
-        let total = encode(&mut buf, 42, m).unwrap() as usize;
+        let total = encode(&mut buf, 42, m.as_ref()).unwrap() as usize;
         assert_eq!(buf.len(), 3 + total);
         let (record, len) = parse(&buf[3..]).unwrap();
         assert_eq!(len, total);
@@ -199,7 +200,7 @@ mod tests {
         });
         let mut buf = Vec::new();
         assert_eq!(
-            encode(&mut buf, 1, &message(Vec::new())).unwrap(),
+            encode(&mut buf, 1, message(Vec::new()).as_ref()).unwrap(),
             4 + MIN_LEN + 10 + 9 + 3
         );
     }
@@ -219,7 +220,7 @@ mod tests {
             properties: Bytes::from_static(b"p"),
             body: Bytes::from_static(b"b"),
         };
-        encode(&mut buf, 7, &m).unwrap();
+        encode(&mut buf, 7, m.as_ref()).unwrap();
         let mut expected_rest = Vec::new();
         expected_rest.extend_from_slice(&7u64.to_be_bytes());
         expected_rest.extend_from_slice(&[1, b'x', 1, b'k', 0, 0, 0, 1, b'p', 0, 0, 0, 1, b'b']);
@@ -233,14 +234,14 @@ mod tests {
         let mut buf = vec![1, 2, 3];
         let mut m = message(Vec::new());
         m.exchange = "e".repeat(256);
-        assert!(encode(&mut buf, 1, &m).is_err());
+        assert!(encode(&mut buf, 1, m.as_ref()).is_err());
         assert_eq!(buf, [1, 2, 3]);
     }
 
     #[test]
     fn damage_is_classified() {
         let mut buf = Vec::new();
-        let total = encode(&mut buf, 9, &message(b"body".to_vec())).unwrap() as usize;
+        let total = encode(&mut buf, 9, message(b"body".to_vec()).as_ref()).unwrap() as usize;
 
         // A flipped body byte: the length still holds, so only this record is skipped.
         let mut flipped = buf.clone();

@@ -5,7 +5,7 @@
 use super::acklog::{self, AckKind, AckLog};
 use super::record;
 use super::recovery::{segment_path, RecoveredQueue, SegmentInfo, ACK_LOG};
-use super::{Location, QueueStore, StoredMessage};
+use super::{Location, MessageRef, QueueStore, StoredMessage};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -174,7 +174,7 @@ impl QueueStore for SegmentQueue {
         self.last_id + 1
     }
 
-    fn append(&mut self, id: u64, message: &StoredMessage) -> io::Result<Location> {
+    fn append(&mut self, id: u64, message: MessageRef<'_>) -> io::Result<Location> {
         if id <= self.last_id {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -24,7 +24,7 @@ fn open(store: &SegmentStore) -> OpenedQueue {
 fn append(q: &mut Box<dyn QueueStore>, ids: impl IntoIterator<Item = u64>) -> Vec<(u64, Location)> {
     let out = ids
         .into_iter()
-        .map(|id| (id, q.append(id, &message(id)).unwrap()))
+        .map(|id| (id, q.append(id, message(id).as_ref()).unwrap()))
         .collect();
     q.flush().unwrap();
     out
@@ -306,7 +306,7 @@ fn new_ids_after_a_consumed_tail_skip_the_ids_old_acks_still_name() {
     let (mut q, recovered, _) = open(&store);
     assert_eq!(ids(&recovered), [1, 2, 3]);
     assert_eq!(q.next_id(), 6);
-    assert!(q.append(4, &message(4)).is_err());
+    assert!(q.append(4, message(4).as_ref()).is_err());
     let new = append(&mut q, [6, 7]);
     assert_eq!(q.read(7, new[1].1).unwrap(), message(7));
     drop(q);
@@ -419,7 +419,7 @@ fn read_returns_the_record_from_buffer_file_and_older_segments() {
     let store = SegmentStore::with_limits(data.path(), 150, 1 << 20).unwrap();
     let (mut q, _, _) = open(&store);
     let flushed = append(&mut q, 1..=4);
-    let buffered = q.append(5, &message(5)).unwrap();
+    let buffered = q.append(5, message(5).as_ref()).unwrap();
     assert_eq!(q.read(5, buffered).unwrap(), message(5));
     for &(id, location) in &flushed {
         assert_eq!(q.read(id, location).unwrap(), message(id));
@@ -499,7 +499,7 @@ fn large_message_round_trips_through_the_store() {
     let (mut q, _, _) = open(&store);
     let mut big = message(1);
     big.body = Bytes::from(vec![7u8; 16 << 20]);
-    let location = q.append(1, &big).unwrap();
+    let location = q.append(1, big.as_ref()).unwrap();
     q.flush().unwrap();
     assert_eq!(q.read(1, location).unwrap(), big);
     drop(q);
