@@ -45,6 +45,14 @@ impl ConsumerShared {
         self.channel_credit.try_acquire()
     }
 
+    /// Gives back what a successful `try_take_credit` took when no delivery follows. No-ack
+    /// consumers take no channel credit, so there is none to give back.
+    pub fn untake_credit(&self) {
+        if !self.no_ack {
+            self.channel_credit.release();
+        }
+    }
+
     /// Called by the queue after a successful `try_take_credit` when it sends the delivery.
     pub fn record_delivery(&self) {
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -147,6 +155,21 @@ mod tests {
         assert!(!b.try_take_credit());
         assert!(a.settle(), "release from a full channel asks for a wake-up");
         assert!(b.try_take_credit());
+    }
+
+    #[test]
+    fn untaking_credit_of_a_no_ack_consumer_leaves_the_channel_credit_alone() {
+        let credit = Arc::new(ChannelCredit::default());
+        credit.set_limit(1);
+        let no_ack = consumer(0, true, credit.clone());
+        let acking = consumer(0, false, credit.clone());
+        assert!(no_ack.try_take_credit());
+        no_ack.untake_credit();
+        // The channel's one credit is still there, and only once.
+        assert!(acking.try_take_credit());
+        assert!(!acking.try_take_credit());
+        acking.untake_credit();
+        assert!(acking.try_take_credit());
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl QueueTask {
             let Some(i) = found else { break };
             let Some((entry, message)) = self.pop_loaded() else {
                 // Nothing deliverable after all: give the credit back and stop.
-                self.consumers[i].shared.channel_credit.release();
+                self.consumers[i].shared.untake_credit();
                 break;
             };
             // Rotate: this consumer goes to the back, those it skipped keep their turn.
