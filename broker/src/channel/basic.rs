@@ -171,7 +171,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn qos(&mut self, _ctx: &mut ConnCtx, q: Qos) -> AmqpResult<()> {
+    pub(super) fn qos(&mut self, ctx: &mut ConnCtx, q: Qos) -> AmqpResult<()> {
         if q.prefetch_size != 0 {
             return Err(AmqpError::not_implemented(format_args!(
                 "prefetch_size!=0 ({})",
@@ -188,7 +188,7 @@ impl Channel {
         } else {
             self.consumer_prefetch = u32::from(q.prefetch_count);
         }
-        _ctx.out.method(
+        ctx.out.method(
             self.id,
             AMQPClass::Basic(AMQPMethod::QosOk(amqp_basic::QosOk {})),
         );

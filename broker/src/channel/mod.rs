@@ -173,7 +173,7 @@ impl Channel {
                 Err(AmqpError::channel_error("second 'channel.open' seen").during(20, 10))
             }
             amqp_channel::AMQPMethod::Close(_) => {
-                self.release(ctx).await;
+                self.release().await;
                 ctx.out.method(
                     self.id,
                     AMQPClass::Channel(amqp_channel::AMQPMethod::CloseOk(amqp_channel::CloseOk {})),
@@ -297,7 +297,7 @@ impl Channel {
 
     /// The channel is going away (closed by either side, or its connection ended): cancel its
     /// consumers, then return every unacked message to its queue marked redelivered.
-    pub async fn release(&mut self, _ctx: &mut ConnCtx) {
+    pub async fn release(&mut self) {
         self.assembler.reset();
         for (_, c) in self.consumers.drain() {
             let _ = c.queue.send(QueueCmd::Cancel { consumer: c.shared }).await;

@@ -414,7 +414,7 @@ impl Connection {
                 info!(channel, code = e.code.code(), text = %e.text, "closing channel");
                 ctx.out.channel_close(channel, &e);
                 ch.state = ChannelState::Closing;
-                ch.release(ctx).await;
+                ch.release().await;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -492,9 +492,8 @@ impl Connection {
     }
 
     async fn release_channels(&mut self) {
-        let Connection { ctx, channels, .. } = self;
-        for (_, mut ch) in channels.drain() {
-            ch.release(ctx).await;
+        for (_, mut ch) in self.channels.drain() {
+            ch.release().await;
         }
     }
 

@@ -37,10 +37,6 @@ impl MemoryBudget {
             self.used.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
-
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
 }
 
 /// What a message costs in queue memory: its data plus the bookkeeping around it.

@@ -32,13 +32,6 @@ pub struct Exchange {
     pub bindings: Bindings<QueueRef>,
 }
 
-impl Exchange {
-    /// The default exchange and `amq.*` ones: they cannot be declared (non-passively) or deleted.
-    pub fn is_reserved(&self) -> bool {
-        is_reserved_name(&self.name)
-    }
-}
-
 /// Durable exchanges outlive the broker, except auto-delete ones and the predeclared ones
 /// (which every vhost gets anyway).
 fn exchange_persisted(x: &Exchange) -> bool {
