@@ -270,7 +270,7 @@ const INVALID: &str = r#"{
                  "auto_delete": false, "internal": false, "arguments": {}}],
   "bindings": [{"source": "amq.direct", "vhost": "v", "destination": "nope",
                 "destination_type": "queue", "routing_key": "", "arguments": {}},
-               {"source": "amq.direct", "vhost": "v", "destination": "amq.fanout",
+               {"source": "amq.direct", "vhost": "v", "destination": "nowhere",
                 "destination_type": "exchange", "routing_key": "", "arguments": {}}]
 }"#;
 
@@ -291,7 +291,7 @@ async fn an_invalid_file_stops_startup_with_status_2_and_every_problem_listed() 
         "/queues/0/arguments/x-max-length",
         "/exchanges/0/type",
         "/bindings/0/destination",
-        "/bindings/1/destination_type",
+        "/bindings/1/destination",
     ] {
         assert!(
             failure.stderr.contains(&format!("  {path}: ")),

@@ -479,3 +479,51 @@ async fn deleted_exchanges_stay_deleted_after_kill_9() {
     let ch = conn.create_channel().await.unwrap();
     passive_queue(&ch, "d.q").await.unwrap();
 }
+
+#[tokio::test]
+async fn exchange_to_exchange_bindings_between_durable_exchanges_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = ChildBroker::start(dir.path()).await;
+    let (conn, ch) = broker.channel().await;
+    let durable = exchange_flags(true, false, false);
+    for (name, kind) in [
+        ("e.front", ExchangeKind::Topic),
+        ("e.back", ExchangeKind::Fanout),
+    ] {
+        try_declare_exchange(&ch, name, kind, durable, FieldTable::default())
+            .await
+            .unwrap();
+    }
+    try_declare_exchange(
+        &ch,
+        "e.transient",
+        ExchangeKind::Fanout,
+        exchange_flags(false, false, false),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    try_declare_queue(&ch, "e.q", durable_queue(), FieldTable::default())
+        .await
+        .unwrap();
+    bind_exchange(&ch, "e.back", "e.front", "keep.#").await;
+    bind_exchange(&ch, "e.back", "amq.direct", "from-amq").await;
+    // Bindings with a non-durable end do not outlive the broker.
+    bind_exchange(&ch, "e.transient", "e.front", "#").await;
+    bind_exchange(&ch, "e.back", "e.transient", "").await;
+    bind(&ch, "e.q", "e.back", "").await;
+    drop(conn);
+    broker.kill().await;
+
+    let broker = ChildBroker::start(dir.path()).await;
+    let conn = broker.connect().await;
+    let ch = confirming(&conn).await;
+    let none = FieldTable::default;
+    publish_persistent(&ch, "e.front", "keep.this", "kept", none()).await;
+    publish_persistent(&ch, "e.front", "drop.this", "dropped", none()).await;
+    publish_persistent(&ch, "amq.direct", "from-amq", "amq", none()).await;
+    assert_eq!(take_all(&ch, "e.q").await, ["kept", "amq"]);
+    assert!(!exchange_exists(&conn, "e.transient").await);
+    drop(conn);
+    broker.stop().await;
+}

@@ -282,6 +282,30 @@ async fn bind_and_unbind_need_write_on_the_queue_and_read_on_the_exchange() {
 }
 
 #[tokio::test]
+async fn exchange_bind_needs_write_on_the_destination_and_read_on_the_source() {
+    let (broker, _dir) = broker().await;
+    let conn = connect(&broker, "alice").await;
+    let ch = conn.create_channel().await.unwrap();
+    declare_exchange(&ch, "alice-x", ExchangeKind::Direct).await;
+    declare_exchange(&ch, "alice-y", ExchangeKind::Fanout).await;
+    bind_exchange(&ch, "alice-y", "alice-x", "k").await;
+    try_unbind_exchange(&ch, "alice-y", "alice-x", "k")
+        .await
+        .unwrap();
+
+    let result = try_bind_exchange(&ch, "alice-y", "bob-x", "k", FieldTable::default()).await;
+    let text = refused_text("read", "exchange", "bob-x", "alice");
+    assert_refused(&conn, result, &text);
+    let ch = conn.create_channel().await.unwrap();
+    let result = try_bind_exchange(&ch, "bob-x", "alice-x", "k", FieldTable::default()).await;
+    let text = refused_text("write", "exchange", "bob-x", "alice");
+    assert_refused(&conn, result, &text);
+    let ch = conn.create_channel().await.unwrap();
+    let result = try_unbind_exchange(&ch, "bob-x", "alice-x", "k").await;
+    assert_refused(&conn, result, &text);
+}
+
+#[tokio::test]
 async fn publish_needs_write_on_the_exchange_and_the_default_exchange_is_amq_default() {
     let (broker, _dir) = broker().await;
     let conn = connect(&broker, "alice").await;

@@ -11,8 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use warren_definitions::{
-    hash_password, verify_password, Category, Definitions, DestinationType, HashingAlgorithm,
-    Permission, Problem, Tags, User, ValidationOptions, Vhost,
+    hash_password, verify_password, Category, Definitions, HashingAlgorithm, Permission, Problem,
+    Tags, User, ValidationOptions, Vhost,
 };
 
 /// The exchange types Warren routes today (no `x-delayed-message` yet).
@@ -80,21 +80,7 @@ pub fn validate(
         exchange_types: EXCHANGE_TYPES,
         existing: Some(existing),
     };
-    let mut problems = defs.validate_with(&options).err().unwrap_or_default();
-    // Refused rather than skipped: booting without routing the file asks for would lose
-    // messages silently.
-    for (i, b) in defs.bindings.iter().enumerate() {
-        if b.destination_type != DestinationType::Queue {
-            problems.push(Problem {
-                path: format!("/bindings/{i}/destination_type"),
-                reason: format!(
-                    "exchange-to-exchange bindings are not supported by Warren yet \
-                     ('{}' to '{}' in vhost '{}')",
-                    b.source, b.destination, b.vhost
-                ),
-            });
-        }
-    }
+    let problems = defs.validate_with(&options).err().unwrap_or_default();
     if problems.is_empty() {
         Ok(())
     } else {
@@ -255,7 +241,6 @@ mod tests {
         let err = validate(Path::new("f.json"), &defs, &Definitions::default()).unwrap_err();
         let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
         assert!(paths.contains(&"/exchanges/0/type"), "{err}");
-        assert!(paths.contains(&"/bindings/0/destination_type"), "{err}");
         assert!(paths.contains(&"/bindings/1/destination"), "{err}");
         assert!(err.to_string().contains("f.json"), "{err}");
     }

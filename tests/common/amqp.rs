@@ -376,3 +376,45 @@ pub async fn take_all(ch: &Channel, queue: &str) -> Vec<String> {
     }
     bodies
 }
+
+/// exchange.bind (`destination` receives what `source` routes with `key`); the reply.
+pub async fn try_bind_exchange(
+    ch: &Channel,
+    destination: &str,
+    source: &str,
+    key: &str,
+    args: FieldTable,
+) -> lapin::Result<()> {
+    within(ch.exchange_bind(
+        destination.into(),
+        source.into(),
+        key.into(),
+        ExchangeBindOptions::default(),
+        args,
+    ))
+    .await
+}
+
+/// Binds exchange `destination` to `source` with `key`.
+pub async fn bind_exchange(ch: &Channel, destination: &str, source: &str, key: &str) {
+    try_bind_exchange(ch, destination, source, key, FieldTable::default())
+        .await
+        .unwrap();
+}
+
+/// exchange.unbind; the reply.
+pub async fn try_unbind_exchange(
+    ch: &Channel,
+    destination: &str,
+    source: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    within(ch.exchange_unbind(
+        destination.into(),
+        source.into(),
+        key.into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default(),
+    ))
+    .await
+}

@@ -94,7 +94,6 @@ impl Channel {
         self.write_cache
             .check(&ctx.access, message.exchange.as_str())
             .map_err(during)?;
-        self.routed.clear();
         {
             // The snapshot guard is dropped before any `.await` below.
             let topology = ctx.vhost.topology();
@@ -116,9 +115,7 @@ impl Channel {
                     .check_topic(Perm::Write, exchange_name, message.routing_key.as_str())
                     .map_err(during)?;
             }
-            let headers = if message.summary.has_headers
-                && exchange.kind == crate::exchange::ExchangeKind::Headers
-            {
+            let headers = if message.summary.has_headers && exchange.may_read_headers() {
                 message.headers()
             } else {
                 None
@@ -127,7 +124,7 @@ impl Channel {
                 exchange,
                 message.routing_key.as_str(),
                 headers.as_ref(),
-                &mut self.routed,
+                &mut self.routing,
             );
         }
         // Confirm mode: a persistent message going to queues that store it is confirmed only
@@ -136,12 +133,17 @@ impl Channel {
         let persistent = message.persistent();
         let mut guards = match (&mut self.confirm, seq) {
             (Some(c), Some(seq)) if persistent => {
-                let stored = self.routed.iter().filter(|q| q.stores_messages()).count();
+                let stored = self
+                    .routing
+                    .queues
+                    .iter()
+                    .filter(|q| q.stores_messages())
+                    .count();
                 c.guards(&ctx.handle, self.id, self.epoch, seq, stored)
             }
             _ => Vec::new(),
         };
-        if self.routed.is_empty() {
+        if self.routing.queues.is_empty() {
             if publish.mandatory {
                 codec::encode_return(
                     &mut ctx.out.buf,
@@ -154,7 +156,7 @@ impl Channel {
                 ctx.out.content(self.id, &message);
             }
         } else {
-            for q in self.routed.drain(..) {
+            for q in self.routing.queues.drain(..) {
                 let guard = if persistent && q.stores_messages() {
                     guards.pop()
                 } else {

@@ -62,7 +62,7 @@ pub struct Channel {
     /// The queue named by the last queue.declare, used when a later method names queue "".
     last_queue: Option<String>,
     /// Scratch space for routing results, reused across publishes.
-    routed: Vec<QueueRef>,
+    routing: crate::vhost::Routing,
     /// Exchanges this channel may publish to, so a publish rarely runs a pattern.
     write_cache: WriteCache,
 }
@@ -81,7 +81,7 @@ impl Channel {
             credit: Arc::new(ChannelCredit::default()),
             confirm: None,
             last_queue: None,
-            routed: Vec::new(),
+            routing: crate::vhost::Routing::default(),
             write_cache: WriteCache::default(),
         }
     }

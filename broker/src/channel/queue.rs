@@ -193,6 +193,16 @@ fn check_binding_permitted(
         return Ok(());
     }
     ctx.access.check(Perm::Read, Resource::Exchange, exchange)?;
+    check_topic_binding(ctx, exchange, routing_key)
+}
+
+/// A binding key on a topic exchange must match the user's topic read pattern, if the user
+/// has topic permissions for that exchange.
+pub(super) fn check_topic_binding(
+    ctx: &ConnCtx,
+    exchange: &str,
+    routing_key: &str,
+) -> AmqpResult<()> {
     if ctx.access.has_topic_permissions(exchange) {
         let is_topic = ctx
             .vhost

@@ -5,7 +5,7 @@ use super::{overview::node_name, Reply, Viewer};
 use crate::defs::table_to_json;
 use crate::queue::{QueueCmd, QueueRef};
 use crate::server::BrokerShared;
-use crate::vhost::VHost;
+use crate::vhost::{Destination, VHost};
 use amq_protocol::types::FieldTable;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -93,11 +93,12 @@ pub fn bindings(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> R
     let mut out = Vec::new();
     for vhost in visible_vhosts(broker, viewer, only) {
         let topology = vhost.topology();
-        let mut queue_names: Vec<&String> = topology.queues.keys().collect();
-        queue_names.sort();
+        let mut queues: Vec<&QueueRef> = topology.queues.values().collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
         let empty = FieldTable::default();
-        for name in queue_names {
-            out.push(binding_json(&vhost.name, "", name, name, &empty));
+        for q in queues {
+            let dest = Destination::Queue(q.clone());
+            out.push(binding_json(&vhost.name, "", &dest, &q.name, &empty));
         }
         let mut exchanges: Vec<_> = topology
             .exchanges
@@ -107,12 +108,14 @@ pub fn bindings(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> R
         exchanges.sort_by(|a, b| a.name.cmp(&b.name));
         for x in exchanges {
             let mut declared: Vec<_> = x.bindings.iter().collect();
-            declared.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
-            for (q, routing_key, arguments) in declared {
+            declared.sort_by(|a, b| {
+                (a.0.type_name(), a.0.name(), a.1).cmp(&(b.0.type_name(), b.0.name(), b.1))
+            });
+            for (dest, routing_key, arguments) in declared {
                 out.push(binding_json(
                     &vhost.name,
                     &x.name,
-                    &q.name,
+                    dest,
                     routing_key,
                     arguments,
                 ));
@@ -125,15 +128,15 @@ pub fn bindings(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> R
 fn binding_json(
     vhost: &str,
     source: &str,
-    destination: &str,
+    destination: &Destination,
     routing_key: &str,
     arguments: &FieldTable,
 ) -> Value {
     let mut json = json!({
         "source": source,
         "vhost": vhost,
-        "destination": destination,
-        "destination_type": "queue",
+        "destination": destination.name(),
+        "destination_type": destination.type_name(),
         "routing_key": routing_key,
         "arguments": table_to_json(arguments),
     });

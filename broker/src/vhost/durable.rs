@@ -30,19 +30,20 @@ impl VHost {
                     ..Default::default()
                 });
             }
-            if exchange_persisted(x) || (x.name.starts_with("amq.")) {
-                for (q, key, args) in x.bindings.iter() {
-                    if q.stores_messages() {
-                        t.bindings.push(defs_model::Binding {
-                            source: x.name.clone(),
-                            vhost: self.name.clone(),
-                            destination: q.name.clone(),
-                            destination_type: defs_model::DestinationType::Queue,
-                            routing_key: key.to_string(),
-                            arguments: table_to_json(args),
-                            ..Default::default()
-                        });
-                    }
+            for (dest, key, args) in x.bindings.iter() {
+                if bindings::binding_persisted(topo, x, dest) {
+                    t.bindings.push(defs_model::Binding {
+                        source: x.name.clone(),
+                        vhost: self.name.clone(),
+                        destination: dest.name().to_string(),
+                        destination_type: match dest {
+                            Destination::Queue(_) => defs_model::DestinationType::Queue,
+                            Destination::Exchange(_) => defs_model::DestinationType::Exchange,
+                        },
+                        routing_key: key.to_string(),
+                        arguments: table_to_json(args),
+                        ..Default::default()
+                    });
                 }
             }
         }
@@ -61,11 +62,18 @@ impl VHost {
         t.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
         t.queues.sort_by(|a, b| a.name.cmp(&b.name));
         t.bindings.sort_by(|a, b| {
-            (&a.source, &a.destination, &a.routing_key).cmp(&(
-                &b.source,
-                &b.destination,
-                &b.routing_key,
-            ))
+            (
+                &a.source,
+                a.destination_type.as_str(),
+                &a.destination,
+                &a.routing_key,
+            )
+                .cmp(&(
+                    &b.source,
+                    b.destination_type.as_str(),
+                    &b.destination,
+                    &b.routing_key,
+                ))
         });
         t
     }
@@ -104,13 +112,18 @@ impl VHost {
             }
         }
         for b in doc.bindings.iter().filter(|b| ours(&b.vhost)) {
-            if b.destination_type != defs_model::DestinationType::Queue {
-                tracing::warn!(source = %b.source, destination = %b.destination, "exchange-to-exchange binding not restored (not supported yet)");
-                continue;
-            }
             let args = json_to_table(&b.arguments);
-            if let Err(e) = self.bind_queue(&b.destination, &b.source, &b.routing_key, &args, 0) {
-                tracing::warn!(source = %b.source, queue = %b.destination, error = %e, "binding not restored");
+            let result = match b.destination_type {
+                defs_model::DestinationType::Queue => {
+                    self.bind_queue(&b.destination, &b.source, &b.routing_key, &args, 0)
+                }
+                defs_model::DestinationType::Exchange => {
+                    self.bind_exchange(&b.destination, &b.source, &b.routing_key, &args)
+                }
+                defs_model::DestinationType::Other(_) => continue,
+            };
+            if let Err(e) = result {
+                tracing::warn!(source = %b.source, destination = %b.destination, error = %e, "binding not restored");
             }
         }
     }

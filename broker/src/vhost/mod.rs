@@ -11,11 +11,12 @@ use crate::store::meta::VhostTopology;
 use crate::store::Persistence;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use arc_swap::{ArcSwap, Guard};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use warren_definitions as defs_model;
 
+mod bindings;
 mod durable;
 mod equivalence;
 
@@ -29,7 +30,64 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    pub bindings: Bindings<QueueRef>,
+    pub bindings: Bindings<Destination>,
+    /// How many of `bindings` lead to other exchanges (routing follows them only if any).
+    pub exchange_bindings: usize,
+}
+
+impl Exchange {
+    fn new(name: &str, kind: ExchangeKind) -> Exchange {
+        Exchange {
+            name: name.to_string(),
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::default(),
+            bindings: Bindings::new(kind),
+            exchange_bindings: 0,
+        }
+    }
+
+    /// Whether routing a message through this exchange may read its headers (a headers
+    /// exchange, or bindings that may lead to one).
+    pub fn may_read_headers(&self) -> bool {
+        self.kind == ExchangeKind::Headers || self.exchange_bindings > 0
+    }
+}
+
+/// Where a binding leads: a queue, or another exchange of the same vhost (an
+/// exchange-to-exchange binding, named because exchanges are replaced in each snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Queue(QueueRef),
+    Exchange(Arc<str>),
+}
+
+impl Destination {
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::Queue(q) => &q.name,
+            Destination::Exchange(x) => x,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Destination::Queue(_) => "queue",
+            Destination::Exchange(_) => "exchange",
+        }
+    }
+}
+
+/// A channel's scratch space for routing, reused across publishes so that routing allocates
+/// nothing once warm. `queues` holds the result of the last `Topology::route`.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub queues: Vec<QueueRef>,
+    destinations: Vec<Destination>,
+    /// Exchanges already routed through (by address in the snapshot), so cycles end.
+    visited: Vec<usize>,
 }
 
 /// Durable exchanges outlive the broker, except auto-delete ones and the predeclared ones
@@ -55,22 +113,64 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Appends the queues `exchange` routes this message to. The default exchange ("")
-    /// delivers to the queue named by the routing key.
+    /// Fills `routing.queues` with the queues `exchange` routes this message to, each once.
+    /// The default exchange ("") delivers to the queue named by the routing key. Bindings to
+    /// other exchanges are followed transitively with the same routing key and headers; an
+    /// exchange reached twice (a cycle, or two paths) routes once.
     pub fn route(
         &self,
         exchange: &Exchange,
         routing_key: &str,
         headers: Option<&FieldTable>,
-        out: &mut Vec<QueueRef>,
+        routing: &mut Routing,
     ) {
+        routing.queues.clear();
+        routing.destinations.clear();
         if exchange.name.is_empty() {
             if let Some(q) = self.queues.get(routing_key) {
-                out.push(q.clone());
+                routing.queues.push(q.clone());
             }
-        } else {
-            exchange.bindings.route(routing_key, headers, out);
+            return;
         }
+        exchange
+            .bindings
+            .route(routing_key, headers, &mut routing.destinations);
+        if exchange.exchange_bindings == 0 {
+            // Only queues, already one copy each.
+            routing
+                .queues
+                .extend(routing.destinations.drain(..).filter_map(|d| match d {
+                    Destination::Queue(q) => Some(q),
+                    Destination::Exchange(_) => None,
+                }));
+            return;
+        }
+        routing.visited.clear();
+        routing.visited.push(exchange as *const Exchange as usize);
+        let mut seen = HashSet::new();
+        let mut next = 0;
+        while let Some(d) = routing.destinations.get(next).cloned() {
+            next += 1;
+            match d {
+                Destination::Queue(q) => {
+                    if seen.insert(q.id) {
+                        routing.queues.push(q);
+                    }
+                }
+                Destination::Exchange(name) => {
+                    let Some(x) = self.exchanges.get(&*name) else {
+                        continue;
+                    };
+                    let address = Arc::as_ptr(x) as usize;
+                    if !routing.visited.contains(&address) {
+                        routing.visited.push(address);
+                        x.bindings
+                            .route(routing_key, headers, &mut routing.destinations);
+                    }
+                }
+            }
+        }
+        routing.destinations.clear();
     }
 }
 
@@ -129,18 +229,9 @@ impl VHost {
             ("amq.headers", ExchangeKind::Headers),
             ("amq.match", ExchangeKind::Headers),
         ] {
-            topology.exchanges.insert(
-                xname.to_string(),
-                Arc::new(Exchange {
-                    name: xname.to_string(),
-                    kind,
-                    durable: true,
-                    auto_delete: false,
-                    internal: false,
-                    arguments: FieldTable::default(),
-                    bindings: Bindings::new(kind),
-                }),
-            );
+            topology
+                .exchanges
+                .insert(xname.to_string(), Arc::new(Exchange::new(xname, kind)));
         }
         Arc::new(VHost {
             name: name.to_string(),
@@ -217,13 +308,11 @@ impl VHost {
                 return self.check_exchange_equivalence(x, kind, req);
             }
             let x = Exchange {
-                name: req.name.clone(),
-                kind,
                 durable: req.durable,
                 auto_delete: req.auto_delete,
                 internal: req.internal,
                 arguments: req.arguments.clone(),
-                bindings: Bindings::new(kind),
+                ..Exchange::new(&req.name, kind)
             };
             *durable_change = exchange_persisted(&x);
             topo.exchanges.insert(req.name.clone(), Arc::new(x));
@@ -253,8 +342,7 @@ impl VHost {
                     self.name
                 )));
             }
-            *durable_change = exchange_persisted(x);
-            topo.exchanges.remove(name);
+            *durable_change = topo.remove_exchange(name);
             Ok(())
         })
     }
@@ -336,89 +424,5 @@ impl VHost {
             return Err(self.locked(name));
         }
         Ok(q)
-    }
-
-    pub fn bind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-        arguments: &FieldTable,
-        conn_id: u64,
-    ) -> AmqpResult<()> {
-        self.change_binding(queue, exchange, conn_id, |x, q| {
-            x.bindings
-                .bind(q, routing_key, &normalize_table(arguments))
-                .map(|_| ())
-        })
-    }
-
-    pub fn unbind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-        arguments: &FieldTable,
-        conn_id: u64,
-    ) -> AmqpResult<()> {
-        self.change_binding(queue, exchange, conn_id, |x, q| {
-            // rabbitmq-compat: unbinding a binding that does not exist succeeds.
-            x.bindings
-                .unbind(&q, routing_key, &normalize_table(arguments));
-            Ok(())
-        })
-    }
-
-    fn change_binding(
-        &self,
-        queue: &str,
-        exchange: &str,
-        conn_id: u64,
-        change: impl FnOnce(&mut Exchange, QueueRef) -> AmqpResult<()>,
-    ) -> AmqpResult<()> {
-        if exchange.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        let q = self.queue(queue, conn_id)?;
-        self.update(|topo, durable_change| {
-            let x = topo
-                .exchanges
-                .get_mut(exchange)
-                .ok_or_else(|| AmqpError::no_exchange(exchange, &self.name))?;
-            let had_bindings = !x.bindings.is_empty();
-            let x = Arc::make_mut(x);
-            *durable_change =
-                q.stores_messages() && (exchange_persisted(x) || x.name.starts_with("amq."));
-            change(x, q)?;
-            if had_bindings && x.bindings.is_empty() && x.auto_delete {
-                topo.exchanges.remove(exchange);
-            }
-            Ok(())
-        })
-    }
-
-    /// Removes a queue (already stopped, or stopping) from the topology: its bindings go, and
-    /// auto-delete exchanges left without bindings go with them.
-    pub fn forget_queue(&self, q: &QueueRef) {
-        let _ = self.update(|topo, durable_change| {
-            if topo.queues.get(&q.name) == Some(q) {
-                topo.queues.remove(&q.name);
-                *durable_change = q.stores_messages();
-            }
-            let mut emptied = Vec::new();
-            for x in topo.exchanges.values_mut() {
-                if x.bindings.contains_destination(q) {
-                    let x = Arc::make_mut(x);
-                    x.bindings.remove_destination(q);
-                    if x.bindings.is_empty() && x.auto_delete {
-                        emptied.push(x.name.clone());
-                    }
-                }
-            }
-            for name in emptied {
-                topo.exchanges.remove(&name);
-            }
-            Ok(())
-        });
     }
 }
