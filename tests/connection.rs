@@ -811,3 +811,34 @@ async fn a_connection_error_does_not_affect_another_connection() {
     assert_eq!(delivery.data, b"still here");
     delivery.ack(BasicAckOptions::default()).await.unwrap();
 }
+
+/// A local address of this machine that is not loopback (the one its default route uses),
+/// if it has one.
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    // Connecting a UDP socket sends nothing; it only picks the route's source address.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn guest_from_a_non_loopback_address_is_refused_like_rabbitmq() {
+    let Some(ip) = non_loopback_address() else {
+        eprintln!("skipped: this machine has no non-loopback address (the rule is unit-tested in auth.rs)");
+        return;
+    };
+    let broker = TestBroker::start_on(&ip.to_string(), warren_broker::Config::default()).await;
+    let url = format!("amqp://guest:guest@{}/%2f", broker.addr);
+    let err = within(lapin::Connection::connect(
+        &url,
+        lapin::ConnectionProperties::default(),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(reply_code(&err), Some(403), "{err:?}");
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - User 'guest' can only connect via localhost"
+    );
+}

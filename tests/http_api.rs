@@ -5,97 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 
-use base64::Engine;
 use common::*;
+use http::*;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
-use serde_json::{json, Value};
+use serde_json::json;
 use warren_broker::Config;
 use warren_definitions::{hash_password_with_salt, Definitions, HashingAlgorithm};
-
-/// What one request got back.
-struct Answer {
-    status: u16,
-    content_type: Option<String>,
-    www_authenticate: Option<String>,
-    json: Value,
-}
-
-const GUEST: Option<(&str, &str)> = Some(("guest", "guest"));
-
-/// Sends `method` to `path` (ureq is blocking, so it runs on the blocking pool).
-async fn request(
-    broker: &TestBroker,
-    method: &str,
-    path: &str,
-    credentials: Option<(&str, &str)>,
-) -> Answer {
-    let url = format!("{}{path}", broker.http_url());
-    let method = method.to_string();
-    let auth = credentials.map(|(user, password)| {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        format!("Basic {token}")
-    });
-    within(tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut response = match method.as_str() {
-            "GET" => {
-                let mut req = agent.get(&url);
-                if let Some(auth) = &auth {
-                    req = req.header("Authorization", auth);
-                }
-                req.call()
-            }
-            "PUT" => {
-                let mut req = agent.put(&url);
-                if let Some(auth) = &auth {
-                    req = req.header("Authorization", auth);
-                }
-                req.send("{}")
-            }
-            other => panic!("unsupported method {other}"),
-        }
-        .unwrap();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_string())
-        };
-        let (content_type, www_authenticate) = (header("content-type"), header("www-authenticate"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        Answer {
-            status,
-            content_type,
-            www_authenticate,
-            json: serde_json::from_str(&text).unwrap_or(Value::Null),
-        }
-    }))
-    .await
-    .unwrap()
-}
-
-async fn get(broker: &TestBroker, path: &str) -> Value {
-    let answer = request(broker, "GET", path, GUEST).await;
-    assert_eq!(answer.status, 200, "GET {path}: {}", answer.json);
-    assert_eq!(answer.content_type.as_deref(), Some("application/json"));
-    answer.json
-}
-
-/// The objects of a JSON list whose `key` is `value`.
-fn with<'a>(list: &'a Value, key: &str, value: &str) -> Vec<&'a Value> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .filter(|item| item[key] == value)
-        .collect()
-}
 
 /// A broker with a durable queue `orders` (two messages, bound to durable direct exchange
 /// `shop` with key `new`) and a transient queue `scratch`.
@@ -147,7 +67,7 @@ async fn missing_or_wrong_credentials_get_401_with_the_management_realm() {
 #[tokio::test]
 async fn overview_names_warren_and_counts_objects() {
     let broker = broker_with_topology().await;
-    let overview = get(&broker, "/api/overview").await;
+    let overview = get_json(&broker, "/api/overview").await;
     assert_eq!(overview["product_name"], "Warren");
     assert_eq!(overview["rabbitmq_version"], "3.13.0");
     assert_eq!(overview["management_version"], "3.13.0");
@@ -163,7 +83,7 @@ async fn overview_names_warren_and_counts_objects() {
 #[tokio::test]
 async fn definitions_export_holds_the_durable_queue_and_parses_as_definitions() {
     let broker = broker_with_topology().await;
-    let export = get(&broker, "/api/definitions").await;
+    let export = get_json(&broker, "/api/definitions").await;
     let doc = Definitions::from_json(&export.to_string()).unwrap();
     assert!(doc.queues.iter().any(|q| q.name == "orders" && q.durable));
     assert!(!doc.queues.iter().any(|q| q.name == "scratch"));
@@ -171,7 +91,7 @@ async fn definitions_export_holds_the_durable_queue_and_parses_as_definitions() 
     assert!(doc.vhosts.iter().any(|v| v.name == "/"));
     assert_eq!(doc.product_name.as_deref(), Some("Warren"));
 
-    let scoped = get(&broker, "/api/definitions/%2F").await;
+    let scoped = get_json(&broker, "/api/definitions/%2F").await;
     for absent in ["users", "vhosts", "permissions"] {
         assert!(scoped.get(absent).is_none(), "{absent} in {scoped}");
     }
@@ -193,7 +113,7 @@ async fn definitions_export_holds_the_durable_queue_and_parses_as_definitions() 
 async fn queues_exchanges_and_bindings_list_the_declared_topology_with_counts() {
     let broker = broker_with_topology().await;
     for path in ["/api/queues", "/api/queues/%2F"] {
-        let queues = get(&broker, path).await;
+        let queues = get_json(&broker, path).await;
         let orders = with(&queues, "name", "orders");
         assert_eq!(orders.len(), 1, "{queues}");
         let orders = orders[0];
@@ -211,7 +131,7 @@ async fn queues_exchanges_and_bindings_list_the_declared_topology_with_counts() 
         assert_eq!(with(&queues, "name", "scratch")[0]["durable"], false);
     }
 
-    let exchanges = get(&broker, "/api/exchanges/%2F").await;
+    let exchanges = get_json(&broker, "/api/exchanges/%2F").await;
     let names: Vec<&str> = exchanges
         .as_array()
         .unwrap()
@@ -232,9 +152,9 @@ async fn queues_exchanges_and_bindings_list_the_declared_topology_with_counts() 
     let shop = with(&exchanges, "name", "shop")[0];
     assert_eq!(shop["type"], "direct");
     assert_eq!(shop["durable"], true);
-    assert_eq!(get(&broker, "/api/exchanges").await, exchanges);
+    assert_eq!(get_json(&broker, "/api/exchanges").await, exchanges);
 
-    let bindings = get(&broker, "/api/bindings").await;
+    let bindings = get_json(&broker, "/api/bindings").await;
     let default = with(&bindings, "source", "");
     assert_eq!(
         default.len(),
@@ -249,7 +169,7 @@ async fn queues_exchanges_and_bindings_list_the_declared_topology_with_counts() 
     assert_eq!(shop[0]["destination"], "orders");
     assert_eq!(shop[0]["routing_key"], "new");
     assert_eq!(shop[0]["properties_key"], "new");
-    assert_eq!(get(&broker, "/api/bindings/%2F").await, bindings);
+    assert_eq!(get_json(&broker, "/api/bindings/%2F").await, bindings);
 
     let missing = request(&broker, "GET", "/api/queues/nowhere", GUEST).await;
     assert_eq!(missing.status, 404);
@@ -258,23 +178,26 @@ async fn queues_exchanges_and_bindings_list_the_declared_topology_with_counts() 
 #[tokio::test]
 async fn users_vhosts_and_permissions_are_readable_and_missing_ones_are_404() {
     let broker = TestBroker::start().await;
-    let users = get(&broker, "/api/users").await;
+    let users = get_json(&broker, "/api/users").await;
     let guest = with(&users, "name", "guest")[0];
     assert_eq!(guest["tags"], json!(["administrator"]));
     assert_eq!(guest["hashing_algorithm"], "rabbit_password_hashing_sha256");
     assert!(!guest["password_hash"].as_str().unwrap().is_empty());
-    assert_eq!(&get(&broker, "/api/users/guest").await, guest);
+    assert_eq!(&get_json(&broker, "/api/users/guest").await, guest);
 
-    let vhosts = get(&broker, "/api/vhosts").await;
+    let vhosts = get_json(&broker, "/api/vhosts").await;
     assert_eq!(vhosts.as_array().unwrap().len(), 1);
     assert_eq!(vhosts[0]["name"], "/");
-    assert_eq!(get(&broker, "/api/vhosts/%2F").await["name"], "/");
+    assert_eq!(get_json(&broker, "/api/vhosts/%2F").await["name"], "/");
 
-    let permissions = get(&broker, "/api/permissions").await;
+    let permissions = get_json(&broker, "/api/permissions").await;
     let expected =
         json!({"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"});
     assert_eq!(permissions, json!([expected.clone()]));
-    assert_eq!(get(&broker, "/api/permissions/%2F/guest").await, expected);
+    assert_eq!(
+        get_json(&broker, "/api/permissions/%2F/guest").await,
+        expected
+    );
 
     for path in [
         "/api/users/nobody",
@@ -292,11 +215,13 @@ async fn users_vhosts_and_permissions_are_readable_and_missing_ones_are_404() {
 }
 
 #[tokio::test]
-async fn writes_get_405_and_unknown_paths_404() {
+async fn methods_a_resource_does_not_take_get_405_and_unknown_paths_404() {
     let broker = TestBroker::start().await;
-    let put = request(&broker, "PUT", "/api/users/alice", GUEST).await;
+    let put = request(&broker, "PUT", "/api/queues", GUEST).await;
     assert_eq!(put.status, 405);
     assert_eq!(put.content_type.as_deref(), Some("application/json"));
+    let post = request(&broker, "POST", "/api/users/alice", GUEST).await;
+    assert_eq!(post.status, 405);
     let unknown = request(&broker, "GET", "/api/nothing-here", GUEST).await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json["error"], "Object Not Found");
@@ -342,7 +267,7 @@ async fn management_users_see_their_vhosts_only_and_untagged_users_are_refused()
     assert_eq!(vhosts.status, 200);
     assert_eq!(
         vhosts.json,
-        json!([get(&broker, "/api/vhosts/other").await])
+        json!([get_json(&broker, "/api/vhosts/other").await])
     );
     let exchanges = request(&broker, "GET", "/api/exchanges", mona).await;
     assert!(exchanges
@@ -359,7 +284,11 @@ async fn management_users_see_their_vhosts_only_and_untagged_users_are_refused()
         assert_eq!(answer.json["reason"], "Not administrator user");
     }
     assert_eq!(
-        get(&broker, "/api/vhosts").await.as_array().unwrap().len(),
+        get_json(&broker, "/api/vhosts")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         2
     );
 }

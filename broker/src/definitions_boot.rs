@@ -160,7 +160,7 @@ pub fn default_data() -> io::Result<Definitions> {
 /// is written out (it may depend on the file's version), and a plain `password` is hashed
 /// so that no password is stored in clear; an unchanged plain password keeps its stored
 /// hash, so loading the same file twice changes nothing.
-fn merge_access(base: &mut Definitions, file: &Definitions) -> io::Result<()> {
+pub(crate) fn merge_access(base: &mut Definitions, file: &Definitions) -> io::Result<()> {
     let mut access = file.clone();
     access.exchanges.clear();
     access.queues.clear();
@@ -194,9 +194,10 @@ fn merge_access(base: &mut Definitions, file: &Definitions) -> io::Result<()> {
 
 /// Declares the file's exchanges, queues and bindings in RabbitMQ's import order. Users,
 /// vhosts, permissions and topic permissions came first (`boot_access`, before the vhosts
-/// were built); parameters and policies are stored but not enforced yet. Declaring what
-/// exists is a no-op; what conflicts with existing topology is logged and skipped.
-pub fn apply_topology(vhosts: &HashMap<String, Arc<VHost>>, file: &Definitions) {
+/// were built); parameters and policies are stored with them. Declaring what exists is a
+/// no-op; what conflicts with existing topology is logged, skipped and returned.
+pub fn apply_topology(vhosts: &HashMap<String, Arc<VHost>>, file: &Definitions) -> Vec<String> {
+    let mut problems = Vec::new();
     for category in Definitions::rabbitmq_import_order() {
         let part = match category {
             Category::Exchanges => Definitions {
@@ -216,9 +217,10 @@ pub fn apply_topology(vhosts: &HashMap<String, Arc<VHost>>, file: &Definitions) 
         // `restore` declares what belongs to its vhost, as the metadata document's topology
         // is re-created at startup.
         for vhost in vhosts.values() {
-            vhost.restore(&part);
+            problems.extend(vhost.restore(&part));
         }
     }
+    problems
 }
 
 #[cfg(test)]

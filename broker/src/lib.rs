@@ -16,6 +16,7 @@
 //! original position, marked redelivered.
 
 pub mod access;
+pub mod admin;
 pub mod alarm;
 pub mod auth;
 pub mod channel;
@@ -28,6 +29,7 @@ pub mod exchange;
 pub mod http;
 pub mod message;
 pub mod names;
+pub mod policy;
 pub mod queue;
 pub mod server;
 pub mod store;

@@ -5,6 +5,7 @@ use crate::alarm::DiskAlarm;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection;
+use crate::connection::registry::Connections;
 use crate::definitions_boot::{self, DefinitionsError};
 use crate::queue::memory::MemoryBudget;
 use crate::store::meta::MetaStore;
@@ -29,9 +30,17 @@ pub struct BrokerShared {
     /// Swapped whole when users or permissions change (only at boot today), so a handshake
     /// reads them without a lock.
     pub users: ArcSwap<Users>,
-    pub vhosts: HashMap<String, Arc<VHost>>,
+    /// The vhosts by name; replaced whole when one is added or deleted (connection.open reads
+    /// it without a lock).
+    vhosts: ArcSwap<HashMap<String, Arc<VHost>>>,
     pub alarm: Arc<DiskAlarm>,
     pub(crate) persistence: Arc<Persistence>,
+    /// The open connections (for the management API, and to close a deleted user's).
+    pub connections: Connections,
+    /// Serialises changes of users, vhosts, permissions and policies (management API writes).
+    pub(crate) admin: tokio::sync::Mutex<()>,
+    /// Bumped whenever users or permissions change, so open connections re-read theirs.
+    access_version: AtomicU64,
     next_connection_id: AtomicU64,
 }
 
@@ -90,11 +99,14 @@ impl BrokerShared {
         let mut vhosts = HashMap::new();
         for v in &base.vhosts {
             let vhost = VHost::new(&v.name, persistence.clone());
+            vhost.set_policies(&base.policies);
             vhost.restore(&doc);
             vhosts.insert(v.name.clone(), vhost);
         }
         if let Some((_, defs)) = &file {
-            definitions_boot::apply_topology(&vhosts, defs);
+            // Problems were logged; a validated file's topology only fails against conflicting
+            // stored topology, which stays as it is (RabbitMQ's boot import does the same).
+            let _ = definitions_boot::apply_topology(&vhosts, defs);
         }
         // Stores of queues deleted while the broker was down (or mid-delete) go now.
         let keep: Vec<(String, String)> = vhosts
@@ -109,15 +121,60 @@ impl BrokerShared {
         Ok(BrokerShared {
             config,
             users: ArcSwap::from_pointee(users),
-            vhosts,
+            vhosts: ArcSwap::from_pointee(vhosts),
             alarm,
             persistence,
+            connections: Connections::default(),
+            admin: tokio::sync::Mutex::new(()),
+            access_version: AtomicU64::new(0),
             next_connection_id: AtomicU64::new(1),
         })
     }
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn access_version(&self) -> u64 {
+        self.access_version.load(Ordering::Acquire)
+    }
+
+    /// Installs users and permissions rebuilt from `base` (callers hold `admin`).
+    pub(crate) fn set_users(&self, base: &warren_definitions::Definitions) {
+        self.users.store(Arc::new(Users::from_definitions(base)));
+        self.access_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.load().get(name).cloned()
+    }
+
+    /// Every vhost, sorted by name.
+    pub fn vhost_list(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<_> = self.vhosts.load().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Adds a vhost (no-op if it exists); returns it. Callers hold `admin`.
+    pub(crate) fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        if let Some(v) = self.vhost(name) {
+            return v;
+        }
+        let vhost = VHost::new(name, self.persistence.clone());
+        let mut next = HashMap::clone(&self.vhosts.load());
+        next.insert(name.to_string(), vhost.clone());
+        self.vhosts.store(Arc::new(next));
+        vhost
+    }
+
+    /// Removes a vhost from the map (new connections can no longer open it); returns it.
+    /// Callers hold `admin` and then delete its contents.
+    pub(crate) fn remove_vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        let mut next = HashMap::clone(&self.vhosts.load());
+        let removed = next.remove(name);
+        self.vhosts.store(Arc::new(next));
+        removed
     }
 }
 

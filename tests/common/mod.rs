@@ -46,10 +46,15 @@ impl TestBroker {
     }
 
     /// Starts with `config`, in a fresh temporary data directory.
-    pub async fn start_with(mut config: Config) -> TestBroker {
+    pub async fn start_with(config: Config) -> TestBroker {
+        Self::start_on("127.0.0.1", config).await
+    }
+
+    /// Starts with `config`, listening for AMQP on `ip` (an ephemeral port).
+    pub async fn start_on(ip: &str, mut config: Config) -> TestBroker {
         let data_dir = tempfile::tempdir().unwrap();
         config.data_dir = data_dir.path().to_path_buf();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http_listener.local_addr().unwrap();

@@ -68,6 +68,11 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// The user's permissions changed: forget what was found permitted.
+    pub fn forget_permissions(&mut self) {
+        self.write_cache = WriteCache::default();
+    }
+
     pub fn new(id: ChannelId, epoch: u64) -> Self {
         Channel {
             id,

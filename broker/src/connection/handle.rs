@@ -32,6 +32,9 @@ pub enum ConnMsg {
     ConsumerCancelled {
         consumer: Arc<ConsumerShared>,
     },
+    /// Close the connection with this error (an operator closed it, or deleted its user or
+    /// vhost).
+    Close(crate::error::AmqpError),
 }
 
 #[derive(Debug, Clone)]

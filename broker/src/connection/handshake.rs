@@ -36,6 +36,11 @@ pub struct Negotiated {
     pub channel_max: u16,
     pub heartbeat: Duration,
     pub client_name: String,
+    pub client_properties: FieldTable,
+    pub mechanism: String,
+    pub frame_max: u32,
+    /// The broker's access version `access` was read at.
+    pub access_version: u64,
 }
 
 pub enum HandshakeError {
@@ -246,11 +251,12 @@ pub async fn run(
         }
     };
     let vhost_name = open.virtual_host.as_str();
-    let Some(vhost) = broker.vhosts.get(vhost_name).cloned() else {
+    let Some(vhost) = broker.vhost(vhost_name) else {
         return Err(HandshakeError::Close(
             AmqpError::not_allowed(format_args!("vhost {vhost_name} not found")).during(10, 40),
         ));
     };
+    let access_version = broker.access_version();
     let Some(access) = broker.users.load().access(&user.name, vhost_name) else {
         tracing::warn!(%peer, user = %user.name, vhost = %vhost_name, "vhost access refused");
         return Err(HandshakeError::Close(
@@ -274,6 +280,10 @@ pub async fn run(
         channel_max,
         heartbeat,
         client_name,
+        mechanism: start_ok.mechanism.as_str().to_string(),
+        client_properties: start_ok.client_properties,
+        frame_max,
+        access_version,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod handle;
 mod handshake;
 pub mod outbound;
 pub mod properties;
+pub mod registry;
 mod writer;
 
 use crate::access::Access;
@@ -85,6 +86,11 @@ struct Connection {
     done: bool,
     /// Whether the client was told connection.blocked (and not yet unblocked).
     told_blocked: bool,
+    /// This connection in the broker's registry.
+    info: Arc<registry::ConnectionInfo>,
+    broker: Arc<BrokerShared>,
+    /// `broker.access_version()` when `ctx.access` was last read from the users.
+    access_version: u64,
 }
 
 /// Serves one accepted socket until it closes.
@@ -109,6 +115,9 @@ async fn serve_inner(
     id: u64,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut reader, mut writer) = stream.into_split();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut decoder = FrameDecoder::new(broker.config.frame_max.max(crate::config::FRAME_MIN_SIZE));
@@ -146,6 +155,24 @@ async fn serve_inner(
     info!(client = %negotiated.client_name, "connection opened");
 
     let (handle, inbox) = ConnHandle::new(id);
+    let info = Arc::new(registry::ConnectionInfo {
+        id,
+        peer,
+        local,
+        user: negotiated.user.name.clone(),
+        vhost: negotiated.vhost.name.clone(),
+        auth_mechanism: negotiated.mechanism,
+        client_properties: negotiated.client_properties,
+        connected_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        heartbeat_secs: negotiated.heartbeat.as_secs(),
+        frame_max: negotiated.frame_max,
+        channel_max: negotiated.channel_max,
+        channels: Default::default(),
+        handle: handle.clone(),
+    });
+    broker.connections.register(info.clone());
     let (writer_tx, writer_rx) = mpsc::channel::<Bytes>(writer::QUEUED_BUFFERS);
     let writer_task =
         tokio::spawn(writer::run(writer, writer_rx, negotiated.heartbeat).in_current_span());
@@ -171,6 +198,9 @@ async fn serve_inner(
         closing_since: None,
         done: false,
         told_blocked: false,
+        info,
+        access_version: negotiated.access_version,
+        broker: broker.clone(),
     };
     let alarm = broker.alarm.subscribe();
     let input = Input {
@@ -179,6 +209,7 @@ async fn serve_inner(
         decoder,
     };
     conn.run(input, inbox, &writer_tx, alarm, shutdown).await;
+    broker.connections.unregister(id);
     conn.finish(&writer_tx).await;
     drop(writer_tx);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer_task).await;
@@ -280,6 +311,9 @@ impl Connection {
             // rabbitmq-compat: once the client's connection.close is handled, close-ok stays in
             // the buffer until `finish` has returned the channels' unacked messages, so a
             // client that saw close-ok finds them back in their queues.
+            self.info
+                .channels
+                .store(self.channels.len(), std::sync::atomic::Ordering::Relaxed);
             if !self.ctx.out.is_empty() && !self.done {
                 if let Ok(p) = writer_tx.try_reserve() {
                     p.send(self.ctx.out.buf.split().freeze());
@@ -301,6 +335,7 @@ impl Connection {
         rbuf: &mut BytesMut,
         decoder: &mut FrameDecoder,
     ) -> AmqpResult<()> {
+        self.refresh_access()?;
         loop {
             let frame = match decoder.decode(rbuf) {
                 Ok(Some(frame)) => frame,
@@ -317,6 +352,38 @@ impl Connection {
         }
         self.flush_confirms();
         Ok(())
+    }
+
+    /// Picks up changed permissions (a management API write) before handling more input: the
+    /// user's current permissions apply from the next method on. A user who lost access to
+    /// the vhost is disconnected with 320.
+    fn refresh_access(&mut self) -> AmqpResult<()> {
+        let version = self.broker.access_version();
+        if version == self.access_version {
+            return Ok(());
+        }
+        self.access_version = version;
+        let access = self
+            .broker
+            .users
+            .load()
+            .access(&self.ctx.user, &self.ctx.vhost.name);
+        match access {
+            Some(access) => {
+                self.ctx.access = access;
+                for ch in self.channels.values_mut() {
+                    ch.forget_permissions();
+                }
+                Ok(())
+            }
+            None => Err(AmqpError::new(
+                crate::error::ReplyCode::ConnectionForced,
+                format_args!(
+                    "user '{}' no longer has access to vhost '{}'",
+                    self.ctx.user, self.ctx.vhost.name
+                ),
+            )),
+        }
     }
 
     fn flush_confirms(&mut self) {
@@ -522,6 +589,7 @@ impl Connection {
                     ch.consumer_cancelled(&mut self.ctx, consumer);
                 }
             }
+            ConnMsg::Close(e) => self.close_connection(&e).await,
         }
     }
 

@@ -5,7 +5,7 @@ use super::topology::visible_vhosts;
 use super::{Reply, Viewer};
 use crate::server::BrokerShared;
 use serde_json::{json, Value};
-use warren_definitions::{Definitions, Permission, User, Vhost};
+use warren_definitions::{Definitions, Permission, Policy, User, Vhost};
 
 pub fn users(broker: &BrokerShared) -> Reply {
     let doc = broker.persistence.meta.base();
@@ -102,5 +102,40 @@ fn permission_json(p: &Permission) -> Value {
         "configure": p.configure,
         "write": p.write,
         "read": p.read,
+    })
+}
+
+/// Policies of the vhosts this user sees (or of one vhost), sorted by vhost and name.
+pub fn policies(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> Reply {
+    let doc = broker.persistence.meta.base();
+    let mut entries: Vec<&Policy> = doc
+        .policies
+        .iter()
+        .filter(|p| only.is_none_or(|v| p.vhost == v) && viewer.sees(&p.vhost))
+        .collect();
+    entries.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    Reply::ok(Value::Array(entries.into_iter().map(policy_json).collect()))
+}
+
+pub fn policy(broker: &BrokerShared, vhost: &str, name: &str) -> Reply {
+    let doc = broker.persistence.meta.base();
+    match doc
+        .policies
+        .iter()
+        .find(|p| p.vhost == vhost && p.name == name)
+    {
+        Some(p) => Reply::ok(policy_json(p)),
+        None => Reply::not_found(),
+    }
+}
+
+fn policy_json(p: &Policy) -> Value {
+    json!({
+        "vhost": p.vhost,
+        "name": p.name,
+        "pattern": p.pattern,
+        "apply-to": p.apply_to,
+        "definition": p.definition,
+        "priority": p.priority,
     })
 }

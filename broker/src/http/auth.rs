@@ -17,6 +17,8 @@ pub struct Viewer {
     admin: bool,
     /// `monitoring` (or `administrator`): every vhost's objects.
     monitor: bool,
+    /// `policymaker` (or `administrator`): policies of the vhosts it sees.
+    policymaker: bool,
     /// The users as they were when the request came in (for vhost visibility).
     users: Arc<Users>,
 }
@@ -41,18 +43,38 @@ impl Viewer {
         if !(monitor || has("management") || has("policymaker")) {
             return Err(Reply::not_authorised("Not management user"));
         }
+        let policymaker = admin || has("policymaker");
         Ok(Viewer {
             name: user.name,
             admin,
             monitor,
+            policymaker,
             users,
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_monitor(&self) -> bool {
+        self.monitor
     }
 
     /// Whether this user sees `vhost`'s objects: monitors see every vhost, other management
     /// users those they have permissions in (RabbitMQ's `list_visible_vhosts`).
     pub fn sees(&self, vhost: &str) -> bool {
         self.monitor || self.users.may_open_vhost(&self.name, vhost)
+    }
+
+    /// Refuses writes this user's tags do not cover: `administrator` for everything;
+    /// rabbitmq-compat: `policymaker` may also change policies of the vhosts it sees.
+    pub(super) fn may_write(&self, route: &Route) -> Result<(), Reply> {
+        match route {
+            _ if self.admin => Ok(()),
+            Route::Policy { vhost, .. } if self.policymaker && self.sees(vhost) => Ok(()),
+            _ => Err(Reply::not_authorised("Not administrator user")),
+        }
     }
 
     /// Refuses routes this user's tags do not cover.

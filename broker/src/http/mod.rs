@@ -1,19 +1,20 @@
-//! The management HTTP API (read side): an HTTP/1 listener beside the AMQP one, serving
-//! RabbitMQ's `/api/...` JSON so existing tools can read the broker. Each request is routed
+//! The management HTTP API: an HTTP/1 listener beside the AMQP one, serving RabbitMQ's
+//! `/api/...` JSON so existing tools can read and steer the broker. Each request is routed
 //! here, authenticated (`auth.rs`) and answered from the live vhost topology, the queue
-//! tasks' stats or the metadata document; no state of its own.
-//!
-//! Writes (PUT, POST, DELETE) are not implemented yet and get 405.
+//! tasks' stats, the connection registry or the metadata document; writes (PUT, POST,
+//! DELETE) go through `crate::admin`. No state of its own.
 
 mod access;
 mod auth;
+mod connections;
 mod definitions;
 mod overview;
 mod topology;
+mod writes;
 
 use crate::server::BrokerShared;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -103,6 +104,22 @@ impl Reply {
         }
     }
 
+    /// A status without a body (201 Created, 204 No Content).
+    fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            body: Value::Null,
+        }
+    }
+
+    /// rabbitmq-compat: the management plugin's 400 body.
+    fn bad_request(reason: impl Into<String>) -> Reply {
+        Reply {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"error": "bad_request", "reason": reason.into()}),
+        }
+    }
+
     /// rabbitmq-compat: the management plugin's 404 body.
     fn not_found() -> Reply {
         Reply {
@@ -120,6 +137,11 @@ impl Reply {
     }
 
     fn into_response(self) -> Response<Body> {
+        if self.body.is_null() {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = self.status;
+            return response;
+        }
         let mut response = Response::new(Full::new(Bytes::from(self.body.to_string())));
         *response.status_mut() = self.status;
         response
@@ -148,6 +170,10 @@ enum Route {
     Vhost(String),
     Permissions,
     Permission { vhost: String, user: String },
+    Policies(Option<String>),
+    Policy { vhost: String, name: String },
+    Connections,
+    Connection(String),
 }
 
 impl Route {
@@ -179,10 +205,21 @@ impl Route {
                 vhost: one(v),
                 user: one(u),
             },
+            ["policies"] => Route::Policies(None),
+            ["policies", v] => Route::Policies(Some(one(v))),
+            ["policies", v, n] => Route::Policy {
+                vhost: one(v),
+                name: one(n),
+            },
+            ["connections"] => Route::Connections,
+            ["connections", c] => Route::Connection(one(c)),
             _ => return None,
         })
     }
 }
+
+/// The largest request body accepted (a definitions file).
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 async fn handle(broker: &BrokerShared, peer: IpAddr, req: Request<Incoming>) -> Response<Body> {
     // rabbitmq-compat: like cowboy_rest, an unknown resource is 404 and a method it does not
@@ -190,22 +227,37 @@ async fn handle(broker: &BrokerShared, peer: IpAddr, req: Request<Incoming>) -> 
     let Some(route) = Route::parse(req.uri().path()) else {
         return Reply::not_found().into_response();
     };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let allowed = route.methods();
+    let method = req.method().clone();
+    if !(method == Method::HEAD && allowed.contains(&Method::GET) || allowed.contains(&method)) {
         let mut response = Reply {
             status: StatusCode::METHOD_NOT_ALLOWED,
             body: json!({"error": "Method Not Allowed", "reason": "Method Not Allowed"}),
         }
         .into_response();
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+            response.headers_mut().insert(ALLOW, value);
+        }
         return response;
     }
     let viewer = match Viewer::authenticate(broker, req.headers(), peer) {
         Ok(viewer) => viewer,
         Err(reply) => return reply.into_response(),
     };
-    route_to(broker, &viewer, route).await.into_response()
+    if method == Method::GET || method == Method::HEAD {
+        return route_to(broker, &viewer, route).await.into_response();
+    }
+    if let Err(reply) = viewer.may_write(&route) {
+        return reply.into_response();
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return Reply::bad_request(format!("cannot read the body: {e}")).into_response(),
+    };
+    writes::write(broker, &method, route, &body)
+        .await
+        .into_response()
 }
 
 async fn route_to(broker: &BrokerShared, viewer: &Viewer, route: Route) -> Reply {
@@ -213,7 +265,7 @@ async fn route_to(broker: &BrokerShared, viewer: &Viewer, route: Route) -> Reply
         return reply;
     }
     if let Some(vhost) = route.vhost() {
-        if !broker.vhosts.contains_key(vhost) {
+        if broker.vhost(vhost).is_none() {
             return Reply::not_found();
         }
     }
@@ -230,6 +282,10 @@ async fn route_to(broker: &BrokerShared, viewer: &Viewer, route: Route) -> Reply
         Route::Vhost(name) => access::vhost(broker, &name),
         Route::Permissions => access::permissions(broker),
         Route::Permission { vhost, user } => access::permission(broker, &vhost, &user),
+        Route::Policies(vhost) => access::policies(broker, viewer, vhost.as_deref()),
+        Route::Policy { vhost, name } => access::policy(broker, &vhost, &name),
+        Route::Connections => connections::list(broker, viewer),
+        Route::Connection(name) => connections::one(broker, viewer, &name),
     }
 }
 
@@ -240,8 +296,26 @@ impl Route {
             Route::Definitions(v) | Route::Queues(v) | Route::Exchanges(v) | Route::Bindings(v) => {
                 v.as_deref()
             }
-            Route::Vhost(v) | Route::Permission { vhost: v, .. } => Some(v),
+            Route::Policies(v) => v.as_deref(),
+            Route::Vhost(v)
+            | Route::Permission { vhost: v, .. }
+            | Route::Policy { vhost: v, .. } => Some(v),
             _ => None,
+        }
+    }
+
+    /// The methods a route answers.
+    fn methods(&self) -> &'static [Method] {
+        const READ: &[Method] = &[Method::GET, Method::HEAD];
+        const READ_PUT_DELETE: &[Method] =
+            &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE];
+        match self {
+            Route::Definitions(_) => &[Method::GET, Method::HEAD, Method::POST],
+            Route::User(_) | Route::Vhost(_) | Route::Permission { .. } | Route::Policy { .. } => {
+                READ_PUT_DELETE
+            }
+            Route::Connection(_) => &[Method::GET, Method::HEAD, Method::DELETE],
+            _ => READ,
         }
     }
 }

@@ -17,9 +17,9 @@ pub fn node_name() -> String {
     format!("warren@{}", uname.nodename().to_string_lossy())
 }
 
-/// rabbitmq-compat: the overview's identity fields and `object_totals`. Connection and
-/// channel counts are not tracked yet, so they are left out rather than guessed; queue
-/// message totals and consumers come from one Stats round trip per queue.
+/// rabbitmq-compat: the overview's identity fields and `object_totals` (connections and
+/// channels as the user may list them); queue message totals and consumers come from one
+/// Stats round trip per queue.
 pub async fn overview(broker: &BrokerShared, viewer: &Viewer) -> Reply {
     let (mut exchanges, mut queues, mut consumers) = (0u64, 0u64, 0u64);
     let (mut ready, mut unacked) = (0u64, 0u64);
@@ -33,6 +33,13 @@ pub async fn overview(broker: &BrokerShared, viewer: &Viewer) -> Reply {
                 ready += u64::from(stats.messages);
                 unacked += u64::from(stats.unacked);
             }
+        }
+    }
+    let (mut connections, mut channels) = (0usize, 0usize);
+    for c in broker.connections.list() {
+        if viewer.is_monitor() || c.user == viewer.name() {
+            connections += 1;
+            channels += c.channel_count();
         }
     }
     let node = node_name();
@@ -50,6 +57,8 @@ pub async fn overview(broker: &BrokerShared, viewer: &Viewer) -> Reply {
         "rates_mode": "none",
         "exchange_types": exchange_types,
         "object_totals": {
+            "connections": connections,
+            "channels": channels,
             "exchanges": exchanges,
             "queues": queues,
             "consumers": consumers,

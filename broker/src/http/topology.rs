@@ -3,6 +3,7 @@
 
 use super::{overview::node_name, Reply, Viewer};
 use crate::defs::table_to_json;
+use crate::policy::{CompiledPolicy, Target};
 use crate::queue::{QueueCmd, QueueRef};
 use crate::server::BrokerShared;
 use crate::vhost::{Destination, VHost};
@@ -11,18 +12,16 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The vhosts a listing covers, by name: `only` or all that `viewer` sees.
-pub(super) fn visible_vhosts<'a>(
-    broker: &'a BrokerShared,
+pub(super) fn visible_vhosts(
+    broker: &BrokerShared,
     viewer: &Viewer,
     only: Option<&str>,
-) -> Vec<&'a Arc<VHost>> {
-    let mut vhosts: Vec<&Arc<VHost>> = broker
-        .vhosts
-        .values()
+) -> Vec<Arc<VHost>> {
+    broker
+        .vhost_list()
+        .into_iter()
         .filter(|v| only.is_none_or(|name| v.name == name) && viewer.sees(&v.name))
-        .collect();
-    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
-    vhosts
+        .collect()
 }
 
 /// Queues sorted by vhost and name, with their message and consumer counts (one Stats round
@@ -32,11 +31,13 @@ pub async fn queues(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) 
     for vhost in visible_vhosts(broker, viewer, only) {
         let mut queues: Vec<QueueRef> = vhost.topology().queues.values().cloned().collect();
         queues.sort_by(|a, b| a.name.cmp(&b.name));
+        let policies = vhost.policies();
         for q in queues {
             // A queue deleted since the snapshot is left out.
             if let Ok(stats) = q.request(|reply| QueueCmd::Stats { reply }).await {
                 let mut json = queue_json(&q);
                 if let Value::Object(map) = &mut json {
+                    add_policy(map, policies.effective(Target::Queue, &q.name));
                     let ready = u64::from(stats.messages);
                     let unacked = u64::from(stats.unacked);
                     map.insert("messages".into(), json!(ready + unacked));
@@ -49,6 +50,19 @@ pub async fn queues(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) 
         }
     }
     Reply::ok(Value::Array(out))
+}
+
+/// rabbitmq-compat: `policy` names the policy in effect (absent without one) and
+/// `effective_policy_definition` is its definition (`{}` without one).
+fn add_policy(map: &mut serde_json::Map<String, Value>, policy: Option<&CompiledPolicy>) {
+    if let Some(p) = policy {
+        map.insert("policy".into(), json!(p.name));
+    }
+    let definition = policy.map_or_else(serde_json::Map::new, |p| p.definition.clone());
+    map.insert(
+        "effective_policy_definition".into(),
+        Value::Object(definition),
+    );
 }
 
 fn queue_json(q: &QueueRef) -> Value {
@@ -72,8 +86,9 @@ pub fn exchanges(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> 
         let topology = vhost.topology();
         let mut exchanges: Vec<_> = topology.exchanges.values().collect();
         exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        let policies = vhost.policies();
         out.extend(exchanges.into_iter().map(|x| {
-            json!({
+            let mut json = json!({
                 "name": x.name,
                 "vhost": vhost.name,
                 "type": x.kind.name(),
@@ -81,7 +96,15 @@ pub fn exchanges(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> 
                 "auto_delete": x.auto_delete,
                 "internal": x.internal,
                 "arguments": table_to_json(&x.arguments),
-            })
+            });
+            if let Value::Object(map) = &mut json {
+                // rabbitmq-compat: the default exchange takes no policy.
+                let policy = (!x.name.is_empty())
+                    .then(|| policies.effective(Target::Exchange, &x.name))
+                    .flatten();
+                add_policy(map, policy);
+            }
+            json
         }));
     }
     Reply::ok(Value::Array(out))

@@ -90,6 +90,15 @@ impl MetaStore {
         state.version
     }
 
+    /// Forgets a deleted vhost's topology; returns the version a caller must persist.
+    pub fn remove_vhost_topology(&self, vhost: &str) -> u64 {
+        let mut state = self.lock();
+        if state.topology.remove(vhost).is_some() {
+            state.version += 1;
+        }
+        state.version
+    }
+
     /// Everything but the topology: users, vhosts, permissions, policies, parameters.
     pub fn base(&self) -> Definitions {
         self.lock().base.clone()

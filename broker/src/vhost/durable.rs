@@ -79,9 +79,10 @@ impl VHost {
     }
 
     /// Re-creates this vhost's durable topology from the metadata document at startup
-    /// (recovering each durable queue's messages). Entries that no longer make sense are
-    /// logged and skipped.
-    pub fn restore(self: &Arc<Self>, doc: &warren_definitions::Definitions) {
+    /// (recovering each durable queue's messages), or declares an imported file's. Entries
+    /// that no longer make sense are logged, skipped and returned as problems.
+    pub fn restore(self: &Arc<Self>, doc: &warren_definitions::Definitions) -> Vec<String> {
+        let mut problems = Vec::new();
         let ours = |vhost: &str| vhost == self.name || (vhost.is_empty() && self.name == "/");
         for x in doc.exchanges.iter().filter(|x| ours(&x.vhost)) {
             let req = ExchangeDeclare {
@@ -95,6 +96,10 @@ impl VHost {
             };
             if let Err(e) = self.declare_exchange(&req) {
                 tracing::warn!(exchange = %x.name, error = %e, "exchange not restored");
+                problems.push(format!(
+                    "exchange '{}' in vhost '{}': {}",
+                    x.name, self.name, e.text
+                ));
             }
         }
         for q in doc.queues.iter().filter(|q| ours(&q.vhost)) {
@@ -109,6 +114,10 @@ impl VHost {
             };
             if let Err(e) = self.declare_queue(&req, 0) {
                 tracing::warn!(queue = %q.name, error = %e, "queue not restored");
+                problems.push(format!(
+                    "queue '{}' in vhost '{}': {}",
+                    q.name, self.name, e.text
+                ));
             }
         }
         for b in doc.bindings.iter().filter(|b| ours(&b.vhost)) {
@@ -124,8 +133,46 @@ impl VHost {
             };
             if let Err(e) = result {
                 tracing::warn!(source = %b.source, destination = %b.destination, error = %e, "binding not restored");
+                problems.push(format!(
+                    "binding of {} '{}' to exchange '{}' in vhost '{}': {}",
+                    b.destination_type.as_str(),
+                    b.destination,
+                    b.source,
+                    self.name,
+                    e.text
+                ));
             }
         }
+        problems
+    }
+
+    /// Deletes everything in the vhost (it was deleted): further topology changes are refused,
+    /// every queue is deleted with its stored messages, and the vhost's topology leaves the
+    /// metadata document. The caller has already removed the vhost from the broker's map and
+    /// asked its connections to close.
+    pub async fn delete_contents(&self) {
+        let queues: Vec<QueueRef> = {
+            let _guard = self
+                .write
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.deleted.store(true, Ordering::Release);
+            let queues = self.topology().queues.values().cloned().collect();
+            self.snapshot.store(Arc::new(Topology::default()));
+            queues
+        };
+        for q in queues {
+            // A queue already stopping is deleted by whoever stops it.
+            let _ = q
+                .request(|reply| crate::queue::QueueCmd::Delete {
+                    if_unused: false,
+                    if_empty: false,
+                    reply,
+                })
+                .await;
+        }
+        let version = self.persistence.meta.remove_vhost_topology(&self.name);
+        self.meta_pending.fetch_max(version, Ordering::AcqRel);
     }
 
     /// The stored queues of this vhost (to tell the store which directories are live).

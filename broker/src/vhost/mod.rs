@@ -205,6 +205,10 @@ pub struct VHost {
     /// The metadata version holding this vhost's latest durable change.
     meta_pending: AtomicU64,
     snapshot: ArcSwap<Topology>,
+    /// The vhost's policies, compiled (replaced whole when they change).
+    policies: ArcSwap<crate::policy::PolicySet>,
+    /// Set once the vhost is deleted: no further topology changes.
+    deleted: std::sync::atomic::AtomicBool,
     /// Serialises topology changes. A std mutex: it is held only while a new snapshot is
     /// built (no `.await` inside), and never on the publish path.
     write: Mutex<()>,
@@ -238,6 +242,8 @@ impl VHost {
             persistence,
             meta_pending: AtomicU64::new(0),
             snapshot: ArcSwap::from_pointee(topology),
+            policies: ArcSwap::from_pointee(crate::policy::PolicySet::default()),
+            deleted: std::sync::atomic::AtomicBool::new(false),
             write: Mutex::new(()),
         })
     }
@@ -245,6 +251,17 @@ impl VHost {
     /// The current routing snapshot (cheap; no lock).
     pub fn topology(&self) -> Guard<Arc<Topology>> {
         self.snapshot.load()
+    }
+
+    /// The vhost's compiled policies.
+    pub fn policies(&self) -> Arc<crate::policy::PolicySet> {
+        self.policies.load_full()
+    }
+
+    /// Replaces the policies with those of `all` that belong to this vhost.
+    pub fn set_policies(&self, all: &[warren_definitions::Policy]) {
+        self.policies
+            .store(Arc::new(crate::policy::PolicySet::compile(&self.name, all)));
     }
 
     /// Builds the next snapshot from the current one under the write mutex. The closure also
@@ -258,6 +275,12 @@ impl VHost {
             .write
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(AmqpError::new(
+                crate::error::ReplyCode::ConnectionForced,
+                format_args!("vhost '{}' is deleted", self.name),
+            ));
+        }
         let mut next = Topology::clone(&self.snapshot.load());
         let mut durable_change = false;
         let result = f(&mut next, &mut durable_change)?;
