@@ -529,3 +529,148 @@ fn encode(segment: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn queues_exchanges_and_bindings_are_declared_and_deleted_over_http_like_rabbitmqadmin() {
+    let broker = TestBroker::start().await;
+    let q = put(
+        &broker,
+        "/api/queues/%2F/jobs",
+        json!({"durable": true, "arguments": {"x-max-length": 10}}),
+    )
+    .await;
+    assert_eq!(q.status, 201, "{}", q.json);
+    assert_eq!(
+        put(
+            &broker,
+            "/api/queues/%2F/jobs",
+            json!({"durable": true, "arguments": {"x-max-length": 10}})
+        )
+        .await
+        .status,
+        204
+    );
+    let clash = put(&broker, "/api/queues/%2F/jobs", json!({"durable": false})).await;
+    assert_eq!(clash.status, 400);
+    assert!(
+        clash.json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inequivalent arg 'durable'"),
+        "{}",
+        clash.json
+    );
+    let x = put(
+        &broker,
+        "/api/exchanges/%2F/work",
+        json!({"type": "topic", "durable": true}),
+    )
+    .await;
+    assert_eq!(x.status, 201, "{}", x.json);
+    let no_type = put(&broker, "/api/exchanges/%2F/typeless", json!({})).await;
+    assert_eq!(no_type.status, 400);
+    let bound = send(
+        &broker,
+        "POST",
+        "/api/bindings/%2F/e/work/q/jobs",
+        GUEST,
+        &json!({"routing_key": "job.#"}).to_string(),
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{}", bound.json);
+    let fanout = put(&broker, "/api/exchanges/%2F/all", json!({"type": "fanout"})).await;
+    assert_eq!(fanout.status, 201);
+    let e2e = send(
+        &broker,
+        "POST",
+        "/api/bindings/%2F/e/all/e/work",
+        GUEST,
+        "{}",
+    )
+    .await;
+    assert_eq!(e2e.status, 201, "{}", e2e.json);
+
+    // AMQP clients see it all; the metadata is on disk.
+    let (_conn, ch) = broker.channel().await;
+    publish(&ch, "work", "job.build", b"direct").await;
+    publish(&ch, "all", "job.x", b"through all").await;
+    publish(&ch, "work", "other", b"unrouted").await;
+    assert_eq!(
+        get_json(&broker, "/api/queues/%2F/jobs").await["messages"],
+        3 - 1
+    );
+    let between = get_json(&broker, "/api/bindings/%2F/e/work/q/jobs").await;
+    assert_eq!(between[0]["properties_key"], "job.#");
+    let doc = stored(&broker);
+    assert!(doc.queues.iter().any(|q| q.name == "jobs"));
+    assert_eq!(doc.bindings.len(), 2);
+
+    assert_eq!(
+        delete(&broker, "/api/queues/%2F/jobs/contents")
+            .await
+            .status,
+        204
+    );
+    assert!(take_all(&ch, "jobs").await.is_empty());
+    assert_eq!(
+        delete(&broker, "/api/bindings/%2F/e/work/q/jobs/job.%23")
+            .await
+            .status,
+        204
+    );
+    publish(&ch, "work", "job.build", b"after unbind").await;
+    assert!(take_all(&ch, "jobs").await.is_empty());
+    assert_eq!(delete(&broker, "/api/exchanges/%2F/work").await.status, 204);
+    assert_eq!(delete(&broker, "/api/exchanges/%2F/work").await.status, 404);
+    assert_eq!(delete(&broker, "/api/queues/%2F/jobs").await.status, 204);
+    assert_eq!(
+        reply_code(&passive_queue(&ch, "jobs").await.unwrap_err()),
+        Some(404)
+    );
+    assert_eq!(
+        put(&broker, "/api/queues/nowhere/q", json!({}))
+            .await
+            .status,
+        404
+    );
+
+    // Permissions apply as over AMQP.
+    put(
+        &broker,
+        "/api/users/lim",
+        json!({"password": "pw", "tags": "management"}),
+    )
+    .await;
+    put(
+        &broker,
+        "/api/permissions/%2F/lim",
+        json!({"configure": "^lim-", "write": ".*", "read": ".*"}),
+    )
+    .await;
+
+    assert_eq!(
+        send(
+            &broker,
+            "PUT",
+            "/api/queues/%2F/lim-q",
+            Some(("lim", "pw")),
+            "{}"
+        )
+        .await
+        .status,
+        201
+    );
+    let refused = send(
+        &broker,
+        "PUT",
+        "/api/queues/%2F/other-q",
+        Some(("lim", "pw")),
+        "{}",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.json["reason"],
+        "ACCESS_REFUSED - configure access to queue 'other-q' in vhost '/' refused for user 'lim'"
+    );
+}

@@ -71,10 +71,31 @@ impl Viewer {
     /// rabbitmq-compat: `policymaker` may also change policies of the vhosts it sees.
     pub(super) fn may_write(&self, route: &Route) -> Result<(), Reply> {
         match route {
+            // Queues, exchanges and bindings: any management user, checked against their
+            // permissions in the vhost like AMQP methods.
+            Route::Queue { vhost, .. }
+            | Route::QueueContents { vhost, .. }
+            | Route::Exchange { vhost, .. } => self.may_use(vhost),
+            Route::BindingsBetween(path) | Route::Binding(path, _) => self.may_use(&path.vhost),
             _ if self.admin => Ok(()),
             Route::Policy { vhost, .. } if self.policymaker && self.sees(vhost) => Ok(()),
             _ => Err(Reply::not_authorised("Not administrator user")),
         }
+    }
+
+    fn may_use(&self, vhost: &str) -> Result<(), Reply> {
+        if self.users.may_open_vhost(&self.name, vhost) {
+            Ok(())
+        } else {
+            Err(Reply::not_authorised(
+                "User not authorised to access virtual host",
+            ))
+        }
+    }
+
+    /// This user's permissions in `vhost`.
+    pub fn access(&self, vhost: &str) -> Option<Arc<crate::access::Access>> {
+        self.users.access(&self.name, vhost)
     }
 
     /// Refuses routes this user's tags do not cover.

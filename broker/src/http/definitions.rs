@@ -75,8 +75,8 @@ fn in_vhost<T: serde::Serialize>(
 
 fn internal_error(e: &serde_json::Error) -> Reply {
     tracing::error!(error = %e, "cannot serialise the definitions document");
-    Reply {
-        status: hyper::StatusCode::INTERNAL_SERVER_ERROR,
-        body: serde_json::json!({"error": "internal_error", "reason": e.to_string()}),
-    }
+    Reply::json(
+        hyper::StatusCode::INTERNAL_SERVER_ERROR,
+        serde_json::json!({"error": "internal_error", "reason": e.to_string()}),
+    )
 }

@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod connections;
 mod definitions;
+mod objects;
 mod overview;
 mod topology;
 mod writes;
@@ -94,13 +95,24 @@ async fn serve_connection(
 pub struct Reply {
     status: StatusCode,
     body: Value,
+    /// A `Location` header (a created binding's URL).
+    location: Option<String>,
 }
 
 impl Reply {
+    fn json(status: StatusCode, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            location: None,
+        }
+    }
+
     fn ok(body: Value) -> Reply {
         Reply {
             status: StatusCode::OK,
             body,
+            location: None,
         }
     }
 
@@ -109,6 +121,7 @@ impl Reply {
         Reply {
             status,
             body: Value::Null,
+            location: None,
         }
     }
 
@@ -117,6 +130,7 @@ impl Reply {
         Reply {
             status: StatusCode::BAD_REQUEST,
             body: json!({"error": "bad_request", "reason": reason.into()}),
+            location: None,
         }
     }
 
@@ -125,6 +139,7 @@ impl Reply {
         Reply {
             status: StatusCode::NOT_FOUND,
             body: json!({"error": "Object Not Found", "reason": "Not Found"}),
+            location: None,
         }
     }
 
@@ -133,6 +148,7 @@ impl Reply {
         Reply {
             status: StatusCode::UNAUTHORIZED,
             body: json!({"error": "not_authorised", "reason": reason}),
+            location: None,
         }
     }
 
@@ -140,6 +156,11 @@ impl Reply {
         if self.body.is_null() {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = self.status;
+            if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::LOCATION, location);
+            }
             return response;
         }
         let mut response = Response::new(Full::new(Bytes::from(self.body.to_string())));
@@ -174,6 +195,11 @@ enum Route {
     Policy { vhost: String, name: String },
     Connections,
     Connection(String),
+    Queue { vhost: String, name: String },
+    QueueContents { vhost: String, name: String },
+    Exchange { vhost: String, name: String },
+    BindingsBetween(objects::BindingPath),
+    Binding(objects::BindingPath, String),
 }
 
 impl Route {
@@ -213,6 +239,32 @@ impl Route {
             },
             ["connections"] => Route::Connections,
             ["connections", c] => Route::Connection(one(c)),
+            ["queues", v, q] => Route::Queue {
+                vhost: one(v),
+                name: one(q),
+            },
+            ["queues", v, q, "contents"] => Route::QueueContents {
+                vhost: one(v),
+                name: one(q),
+            },
+            ["exchanges", v, x] => Route::Exchange {
+                vhost: one(v),
+                name: one(x),
+            },
+            ["bindings", v, "e", source, kind @ ("q" | "e"), dest, rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                let path = objects::BindingPath {
+                    vhost: one(v),
+                    source: one(source),
+                    to_exchange: *kind == "e",
+                    destination: one(dest),
+                };
+                match rest {
+                    [props] => Route::Binding(path, one(props)),
+                    _ => Route::BindingsBetween(path),
+                }
+            }
             _ => return None,
         })
     }
@@ -233,6 +285,7 @@ async fn handle(broker: &BrokerShared, peer: IpAddr, req: Request<Incoming>) -> 
         let mut response = Reply {
             status: StatusCode::METHOD_NOT_ALLOWED,
             body: json!({"error": "Method Not Allowed", "reason": "Method Not Allowed"}),
+            location: None,
         }
         .into_response();
         let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
@@ -248,6 +301,12 @@ async fn handle(broker: &BrokerShared, peer: IpAddr, req: Request<Incoming>) -> 
     if method == Method::GET || method == Method::HEAD {
         return route_to(broker, &viewer, route).await.into_response();
     }
+    // The vhost a write acts in must exist (except the vhost a PUT creates).
+    if let Some(vhost) = route.vhost() {
+        if !matches!(route, Route::Vhost(_)) && broker.vhost(vhost).is_none() {
+            return Reply::not_found().into_response();
+        }
+    }
     if let Err(reply) = viewer.may_write(&route) {
         return reply.into_response();
     }
@@ -255,7 +314,7 @@ async fn handle(broker: &BrokerShared, peer: IpAddr, req: Request<Incoming>) -> 
         Ok(collected) => collected.to_bytes(),
         Err(e) => return Reply::bad_request(format!("cannot read the body: {e}")).into_response(),
     };
-    writes::write(broker, &method, route, &body)
+    writes::write(broker, &viewer, &method, route, &body)
         .await
         .into_response()
 }
@@ -286,6 +345,55 @@ async fn route_to(broker: &BrokerShared, viewer: &Viewer, route: Route) -> Reply
         Route::Policy { vhost, name } => access::policy(broker, &vhost, &name),
         Route::Connections => connections::list(broker, viewer),
         Route::Connection(name) => connections::one(broker, viewer, &name),
+        Route::Queue { vhost, name } => topology::queue(broker, &vhost, &name).await,
+        Route::Exchange { vhost, name } => {
+            let all = topology::exchanges(broker, viewer, Some(&vhost));
+            one_of(all, |x| x["name"] == name.as_str())
+        }
+        Route::BindingsBetween(path) => {
+            let all = topology::bindings(broker, viewer, Some(&path.vhost));
+            many_of(all, |b| binding_matches(b, &path))
+        }
+        Route::Binding(path, props) => {
+            let all = topology::bindings(broker, viewer, Some(&path.vhost));
+            one_of(all, |b| {
+                binding_matches(b, &path) && b["properties_key"] == props.as_str()
+            })
+        }
+        // Only DELETE is routed for a queue's contents.
+        Route::QueueContents { .. } => Reply::not_found(),
+    }
+}
+
+fn binding_matches(b: &Value, path: &objects::BindingPath) -> bool {
+    let kind = if path.to_exchange {
+        "exchange"
+    } else {
+        "queue"
+    };
+    b["source"] == path.source.as_str()
+        && b["destination"] == path.destination.as_str()
+        && b["destination_type"] == kind
+}
+
+/// The one item of a listing `pick` selects, or 404.
+fn one_of(list: Reply, pick: impl Fn(&Value) -> bool) -> Reply {
+    match list.body {
+        Value::Array(items) => match items.into_iter().find(|item| pick(item)) {
+            Some(item) => Reply::ok(item),
+            None => Reply::not_found(),
+        },
+        _ => list,
+    }
+}
+
+/// The items of a listing `pick` selects.
+fn many_of(list: Reply, pick: impl Fn(&Value) -> bool) -> Reply {
+    match list.body {
+        Value::Array(items) => Reply::ok(Value::Array(
+            items.into_iter().filter(|item| pick(item)).collect(),
+        )),
+        _ => list,
     }
 }
 
@@ -297,6 +405,10 @@ impl Route {
                 v.as_deref()
             }
             Route::Policies(v) => v.as_deref(),
+            Route::Queue { vhost, .. }
+            | Route::QueueContents { vhost, .. }
+            | Route::Exchange { vhost, .. } => Some(vhost),
+            Route::BindingsBetween(path) | Route::Binding(path, _) => Some(&path.vhost),
             Route::Vhost(v)
             | Route::Permission { vhost: v, .. }
             | Route::Policy { vhost: v, .. } => Some(v),
@@ -314,10 +426,28 @@ impl Route {
             Route::User(_) | Route::Vhost(_) | Route::Permission { .. } | Route::Policy { .. } => {
                 READ_PUT_DELETE
             }
-            Route::Connection(_) => &[Method::GET, Method::HEAD, Method::DELETE],
+            Route::Connection(_) | Route::Binding(..) => {
+                &[Method::GET, Method::HEAD, Method::DELETE]
+            }
+            Route::Queue { .. } | Route::Exchange { .. } => READ_PUT_DELETE,
+            Route::QueueContents { .. } => &[Method::DELETE],
+            Route::BindingsBetween(_) => &[Method::GET, Method::HEAD, Method::POST],
             _ => READ,
         }
     }
+}
+
+/// Encodes a path segment: everything but unreserved characters as `%XX`.
+fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` escapes (vhost `/` is `%2F` in URLs). None for a malformed escape or

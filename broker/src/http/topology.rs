@@ -34,17 +34,7 @@ pub async fn queues(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) 
         let policies = vhost.policies();
         for q in queues {
             // A queue deleted since the snapshot is left out.
-            if let Ok(stats) = q.request(|reply| QueueCmd::Stats { reply }).await {
-                let mut json = queue_json(&q);
-                if let Value::Object(map) = &mut json {
-                    add_policy(map, policies.effective(Target::Queue, &q.name));
-                    let ready = u64::from(stats.messages);
-                    let unacked = u64::from(stats.unacked);
-                    map.insert("messages".into(), json!(ready + unacked));
-                    map.insert("messages_ready".into(), json!(ready));
-                    map.insert("messages_unacknowledged".into(), json!(unacked));
-                    map.insert("consumers".into(), json!(stats.consumers));
-                }
+            if let Some(json) = queue_with_stats(&q, &policies).await {
                 out.push(json);
             }
         }
@@ -63,6 +53,36 @@ fn add_policy(map: &mut serde_json::Map<String, Value>, policy: Option<&Compiled
         "effective_policy_definition".into(),
         Value::Object(definition),
     );
+}
+
+/// One queue (`GET /api/queues/{vhost}/{name}`).
+pub async fn queue(broker: &BrokerShared, vhost: &str, name: &str) -> Reply {
+    let Some(v) = broker.vhost(vhost) else {
+        return Reply::not_found();
+    };
+    let Some(q) = v.topology().queues.get(name).cloned() else {
+        return Reply::not_found();
+    };
+    match queue_with_stats(&q, &v.policies()).await {
+        Some(json) => Reply::ok(json),
+        None => Reply::not_found(),
+    }
+}
+
+/// A queue's JSON with its counts and policy; None if it has stopped.
+async fn queue_with_stats(q: &QueueRef, policies: &crate::policy::PolicySet) -> Option<Value> {
+    let stats = q.request(|reply| QueueCmd::Stats { reply }).await.ok()?;
+    let mut json = queue_json(q);
+    if let Value::Object(map) = &mut json {
+        add_policy(map, policies.effective(Target::Queue, &q.name));
+        let ready = u64::from(stats.messages);
+        let unacked = u64::from(stats.unacked);
+        map.insert("messages".into(), json!(ready + unacked));
+        map.insert("messages_ready".into(), json!(ready));
+        map.insert("messages_unacknowledged".into(), json!(unacked));
+        map.insert("consumers".into(), json!(stats.consumers));
+    }
+    Some(json)
 }
 
 fn queue_json(q: &QueueRef) -> Value {

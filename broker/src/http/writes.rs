@@ -2,7 +2,7 @@
 //! POST of a definitions document, DELETE of a connection. Bodies are RabbitMQ's JSON (the
 //! same objects as in a definitions file); the work is done by `crate::admin`.
 
-use super::{Reply, Route};
+use super::{objects, Reply, Route, Viewer};
 use crate::admin::{AdminError, Change};
 use crate::server::BrokerShared;
 use hyper::{Method, StatusCode};
@@ -10,7 +10,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use warren_definitions::Definitions;
 
-pub async fn write(broker: &BrokerShared, method: &Method, route: Route, body: &[u8]) -> Reply {
+pub async fn write(
+    broker: &BrokerShared,
+    viewer: &Viewer,
+    method: &Method,
+    route: Route,
+    body: &[u8],
+) -> Reply {
     let delete = *method == Method::DELETE;
     // The parent vhost of a permission or policy must exist.
     if let Route::Permission { vhost, .. } | Route::Policy { vhost, .. } = &route {
@@ -63,6 +69,27 @@ pub async fn write(broker: &BrokerShared, method: &Method, route: Route, body: &
                 None => Reply::not_found(),
             };
         }
+        Route::Queue { vhost, name } if delete => {
+            return objects::delete_queue(broker, viewer, &vhost, &name, false).await
+        }
+        Route::Queue { vhost, name } => {
+            return objects::put_queue(broker, viewer, &vhost, &name, body).await
+        }
+        Route::QueueContents { vhost, name } => {
+            return objects::delete_queue(broker, viewer, &vhost, &name, true).await
+        }
+        Route::Exchange { vhost, name } if delete => {
+            return objects::delete_exchange(broker, viewer, &vhost, &name).await
+        }
+        Route::Exchange { vhost, name } => {
+            return objects::put_exchange(broker, viewer, &vhost, &name, body).await
+        }
+        Route::BindingsBetween(path) => {
+            return objects::post_binding(broker, viewer, &path, body).await
+        }
+        Route::Binding(path, props) => {
+            return objects::delete_binding(broker, viewer, &path, &props).await
+        }
         // Routes without writes were answered 405 by the router.
         _ => return Reply::not_found(),
     };
@@ -71,10 +98,10 @@ pub async fn write(broker: &BrokerShared, method: &Method, route: Route, body: &
         Ok(Some(Change::Updated) | None) => Reply::empty(StatusCode::NO_CONTENT),
         Err(AdminError::NotFound) => Reply::not_found(),
         Err(AdminError::BadRequest(reasons)) => Reply::bad_request(reasons.join("; ")),
-        Err(AdminError::Internal(reason)) => Reply {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: serde_json::json!({"error": "internal_error", "reason": reason}),
-        },
+        Err(AdminError::Internal(reason)) => Reply::json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": "internal_error", "reason": reason}),
+        ),
     }
 }
 
