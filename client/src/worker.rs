@@ -266,14 +266,15 @@ impl WorkerPool {
         let session = Session::open(connection, &options).await?;
         let counters = Arc::new(Counters::default());
         let shutdown = CancellationToken::new();
-        let supervisor = tokio::spawn(supervise(
-            url.to_string(),
-            Arc::new(options),
-            Arc::new(handler),
-            session,
-            counters.clone(),
-            shutdown.clone(),
-        ));
+        let pool = Arc::new(Pool {
+            url: url.to_string(),
+            semaphore: Arc::new(Semaphore::new(options.concurrency)),
+            options,
+            handler,
+            counters: counters.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let supervisor = tokio::spawn(supervise(pool, session));
         Ok(WorkerPool {
             counters,
             shutdown,
@@ -358,87 +359,85 @@ impl Session {
     }
 }
 
-type Handler<H> = Arc<H>;
+/// What every session and handler task of one pool shares.
+struct Pool<H> {
+    url: String,
+    options: WorkerPoolOptions,
+    handler: H,
+    counters: Arc<Counters>,
+    /// Caps the handlers running at once at `options.concurrency`.
+    semaphore: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
 
 /// Runs sessions until shutdown; reconnects after each loss.
-async fn supervise<H, F>(
-    url: String,
-    options: Arc<WorkerPoolOptions>,
-    handler: Handler<H>,
-    first: Session,
-    counters: Arc<Counters>,
-    shutdown: CancellationToken,
-) -> Result<(), Error>
+async fn supervise<H, F>(pool: Arc<Pool<H>>, first: Session) -> Result<(), Error>
 where
     H: Fn(Task) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
-    let semaphore = Arc::new(Semaphore::new(options.concurrency));
+    let options = &pool.options;
     let mut session = first;
     loop {
-        run_session(
-            &mut session,
-            &options,
-            &handler,
-            &counters,
-            &semaphore,
-            &shutdown,
-        )
-        .await;
-        if shutdown.is_cancelled() {
-            if session.connection.status().connected() {
-                // Unstarted deliveries were nacked back; closing returns anything else.
-                let _ = session
-                    .connection
-                    .close(200, "worker pool stopped".into())
-                    .await;
-            }
+        run_session(&mut session, &pool).await;
+        if session.connection.status().connected() {
+            // On shutdown, unstarted deliveries were nacked back; after a channel failure,
+            // closing gives back whatever is still unacked.
+            let _ = session
+                .connection
+                .close(200, "worker pool stopped".into())
+                .await;
+        }
+        if pool.shutdown.is_cancelled() {
             return Ok(());
         }
-        tracing::warn!(queue = %options.queue, "worker pool lost its connection; reconnecting");
-        session =
-            loop {
-                let connection =
-                    match connect_with_retry(&url, &options.name, &options.reconnect, &shutdown)
-                        .await
-                    {
-                        Ok(connection) => connection,
-                        Err(Error::Closed) => return Ok(()),
-                        Err(e) => return Err(e),
-                    };
-                match Session::open(connection, &options).await {
-                    Ok(session) => break session,
-                    Err(e) => {
-                        // E.g. the queue is gone and not ours to declare: wait and try again.
-                        tracing::warn!(error = %e, "cannot resume consuming; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(options.reconnect.max) => {}
-                            _ = shutdown.cancelled() => return Ok(()),
-                        }
+        tracing::warn!(queue = %options.queue, "worker pool lost its session; reconnecting");
+        session = loop {
+            let connection = match connect_with_retry(
+                &pool.url,
+                &options.name,
+                &options.reconnect,
+                &pool.shutdown,
+            )
+            .await
+            {
+                Ok(connection) => connection,
+                Err(Error::Closed) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match Session::open(connection, options).await {
+                Ok(session) => break session,
+                Err(e) => {
+                    // E.g. the queue is gone and not ours to declare: wait and try again.
+                    tracing::warn!(error = %e, "cannot resume consuming; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(options.reconnect.max) => {}
+                        _ = pool.shutdown.cancelled() => return Ok(()),
                     }
                 }
-            };
-        counters.add(&counters.reconnects, 1);
+            }
+        };
+        pool.counters.add(&pool.counters.reconnects, 1);
     }
 }
 
 /// Dispatches deliveries until the consumer ends (connection or channel lost, consumer
 /// cancelled by the broker) or shutdown; returns once every handler task has finished.
-async fn run_session<H, F>(
-    session: &mut Session,
-    options: &Arc<WorkerPoolOptions>,
-    handler: &Handler<H>,
-    counters: &Arc<Counters>,
-    semaphore: &Arc<Semaphore>,
-    shutdown: &CancellationToken,
-) where
+async fn run_session<H, F>(session: &mut Session, pool: &Arc<Pool<H>>)
+where
     H: Fn(Task) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
     let mut tasks = JoinSet::new();
+    // Cancelled by a handler task that found the publishing channel closed.
+    let broken = CancellationToken::new();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = broken.cancelled() => {
+                tracing::warn!(queue = %pool.options.queue, "the publishing channel closed; starting over");
+                break;
+            }
+            _ = pool.shutdown.cancelled() => {
                 let tag = session.consumer.tag();
                 let _ = session
                     .consume_channel
@@ -448,19 +447,16 @@ async fn run_session<H, F>(
             }
             delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    counters.add(&counters.in_flight, 1);
+                    pool.counters.add(&pool.counters.in_flight, 1);
                     tasks.spawn(handle(
                         delivery,
-                        options.clone(),
-                        handler.clone(),
+                        pool.clone(),
                         session.publish_channel.clone(),
-                        counters.clone(),
-                        semaphore.clone(),
-                        shutdown.clone(),
+                        broken.clone(),
                     ));
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(%error, queue = %options.queue, "consumer failed");
+                    tracing::warn!(%error, queue = %pool.options.queue, "consumer failed");
                     break;
                 }
                 None => break,
@@ -474,18 +470,16 @@ async fn run_session<H, F>(
 /// One delivery: wait for a handler slot, run the handler, settle the message.
 async fn handle<H, F>(
     delivery: Delivery,
-    options: Arc<WorkerPoolOptions>,
-    handler: Handler<H>,
+    pool: Arc<Pool<H>>,
     publish_channel: Channel,
-    counters: Arc<Counters>,
-    semaphore: Arc<Semaphore>,
-    shutdown: CancellationToken,
+    broken: CancellationToken,
 ) where
     H: Fn(Task) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
+    let (options, counters, shutdown) = (&pool.options, &pool.counters, &pool.shutdown);
     let permit = tokio::select! {
-        permit = semaphore.acquire_owned() => permit.ok(),
+        permit = pool.semaphore.clone().acquire_owned() => permit.ok(),
         _ = shutdown.cancelled() => None,
     };
     let Some(permit) = permit else {
@@ -510,7 +504,7 @@ async fn handle<H, F>(
         redelivered: delivery.redelivered,
         attempt: failures.saturating_add(1),
     };
-    let outcome = handler(task).await;
+    let outcome = (pool.handler)(task).await;
     drop(permit);
     let settled = match outcome {
         Ok(()) => ack(&delivery).await.then_some(&counters.processed),
@@ -518,13 +512,27 @@ async fn handle<H, F>(
             counters.add(&counters.failed, 1);
             let attempts_left = failures.saturating_add(1) < options.retry.max_attempts;
             if error.retry && attempts_left {
-                retry(&delivery, failures, &options, &publish_channel, &shutdown)
-                    .await
-                    .then_some(&counters.retried)
+                retry(
+                    &delivery,
+                    failures,
+                    options,
+                    &publish_channel,
+                    shutdown,
+                    &broken,
+                )
+                .await
+                .then_some(&counters.retried)
             } else {
-                dead_letter(&delivery, failures, &error, &options, &publish_channel)
-                    .await
-                    .then_some(&counters.dead_lettered)
+                dead_letter(
+                    &delivery,
+                    failures,
+                    &error,
+                    options,
+                    &publish_channel,
+                    &broken,
+                )
+                .await
+                .then_some(&counters.dead_lettered)
             }
         }
     };
@@ -552,6 +560,7 @@ async fn retry(
     options: &WorkerPoolOptions,
     channel: &Channel,
     shutdown: &CancellationToken,
+    broken: &CancellationToken,
 ) -> bool {
     // A shutdown cuts the wait short: the copy is published at once, so nothing waits in
     // memory when the pool stops.
@@ -567,7 +576,7 @@ async fn retry(
     let properties = delivery.properties.clone().with_headers(headers);
     let published =
         publish_confirmed(channel, "", &options.queue, &delivery.data, properties).await;
-    published && ack(delivery).await
+    settle_after_copy(published, delivery, channel, broken).await
 }
 
 /// Settles a message that will not be tried again.
@@ -577,6 +586,7 @@ async fn dead_letter(
     error: &TaskError,
     options: &WorkerPoolOptions,
     channel: &Channel,
+    broken: &CancellationToken,
 ) -> bool {
     tracing::warn!(queue = %options.queue, attempts = failures + 1, %error, "dead-lettering a message");
     match &options.dead_letter {
@@ -618,10 +628,37 @@ async fn dead_letter(
             let routing_key = routing_key
                 .as_deref()
                 .unwrap_or(delivery.routing_key.as_str());
-            publish_confirmed(channel, exchange, routing_key, &delivery.data, properties).await
-                && ack(delivery).await
+            let published =
+                publish_confirmed(channel, exchange, routing_key, &delivery.data, properties).await;
+            settle_after_copy(published, delivery, channel, broken).await
         }
     }
+}
+
+/// Acks the original once its copy is confirmed. If the copy failed, the original goes
+/// back to the queue (to be handled again) instead of holding a prefetch slot; and if the
+/// publishing channel is gone (e.g. the broker closed it: no such dead-letter exchange),
+/// the consuming channel is closed too, so that the pool starts a fresh session.
+async fn settle_after_copy(
+    published: bool,
+    delivery: &Delivery,
+    channel: &Channel,
+    broken: &CancellationToken,
+) -> bool {
+    if published {
+        return ack(delivery).await;
+    }
+    let _ = delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await;
+    if !channel.status().connected() {
+        broken.cancel();
+    }
+    false
 }
 
 fn with_header(headers: Option<FieldTable>, key: &str, value: AMQPValue) -> FieldTable {

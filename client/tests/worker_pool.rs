@@ -369,3 +369,46 @@ async fn the_pool_survives_a_connection_drop_without_losing_or_double_acking_a_t
     }
     assert_eq!(broker.ready("durable.tasks").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_copy_that_cannot_be_published_leaves_the_message_in_the_queue() {
+    let broker = TestBroker::start().await;
+    fill(&broker, "no-dlx", ["job".to_string()]).await;
+    let options = WorkerPoolOptions {
+        retry: quick_retries(1),
+        dead_letter: DeadLetter::Publish {
+            exchange: "missing-dlx".into(),
+            routing_key: None,
+        },
+        reconnect: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+            max_attempts: None,
+        },
+        ..pool_options("no-dlx", 1)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let pool = WorkerPool::start(&broker.url(), options, {
+        let calls = calls.clone();
+        move |_task| {
+            let calls = calls.clone();
+            async move {
+                // Fails once: the dead-letter copy to a missing exchange fails (the broker
+                // closes the publishing channel), so the message must come back.
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(TaskError::retry("first call fails"));
+                }
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    within(pool.wait_until(|s| s.processed == 1)).await;
+    let stats = within(pool.shutdown()).await.unwrap();
+    assert_eq!((stats.failed, stats.dead_lettered), (1, 0));
+    // The session starts over once the publishing channel is seen closed (whether the
+    // requeued message was handled again before or after that is a race).
+    assert!(stats.reconnects <= 1);
+    assert_eq!(broker.ready("no-dlx").await, 0);
+}
