@@ -8,9 +8,10 @@
 //!   direct reply-to.
 //! - JSON payloads: [`Message::json`], [`Publisher::publish_json`], [`Task::json`],
 //!   [`decode_json`].
-//! - The `warren-cli` tool's commands, as library code ([`perf`]): the binary only
+//! - The `warren-cli` tool's commands, as library code ([`cli`], [`perf`]): the binary only
 //!   parses arguments and prints.
 
+pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod histogram;
