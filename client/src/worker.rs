@@ -37,7 +37,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -198,8 +198,8 @@ pub struct PoolStats {
     pub retried: u64,
     /// Messages dead-lettered (attempts used up, or a permanent failure).
     pub dead_lettered: u64,
-    /// Messages received and not yet settled (running, waiting for a handler, or waiting
-    /// out a retry backoff).
+    /// Messages taken by a handler and not yet settled (running, or waiting out a retry
+    /// backoff). Messages the broker sent ahead (prefetch) wait unacked, uncounted.
     pub in_flight: u64,
     /// Connections opened after the first.
     pub reconnects: u64,
@@ -447,9 +447,27 @@ where
             }
             delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
+                    // A handler slot is taken here, in delivery order, so that one worker
+                    // handles messages in queue order. Deliveries waiting meanwhile stay
+                    // with lapin, unacked.
+                    let permit = tokio::select! {
+                        permit = pool.semaphore.clone().acquire_owned() => permit.ok(),
+                        _ = pool.shutdown.cancelled() => None,
+                        _ = broken.cancelled() => None,
+                    };
+                    let Some(permit) = permit else {
+                        // Not started: back to the queue now (the rest go back when the
+                        // connection closes).
+                        let _ = delivery.acker.nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        }).await;
+                        continue;
+                    };
                     pool.counters.add(&pool.counters.in_flight, 1);
                     tasks.spawn(handle(
                         delivery,
+                        permit,
                         pool.clone(),
                         session.publish_channel.clone(),
                         broken.clone(),
@@ -467,9 +485,10 @@ where
     while tasks.join_next().await.is_some() {}
 }
 
-/// One delivery: wait for a handler slot, run the handler, settle the message.
+/// One delivery: run the handler (holding its slot), settle the message.
 async fn handle<H, F>(
     delivery: Delivery,
+    permit: OwnedSemaphorePermit,
     pool: Arc<Pool<H>>,
     publish_channel: Channel,
     broken: CancellationToken,
@@ -478,22 +497,6 @@ async fn handle<H, F>(
     F: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
     let (options, counters, shutdown) = (&pool.options, &pool.counters, &pool.shutdown);
-    let permit = tokio::select! {
-        permit = pool.semaphore.clone().acquire_owned() => permit.ok(),
-        _ = shutdown.cancelled() => None,
-    };
-    let Some(permit) = permit else {
-        // Shutting down before the handler started: give the message back now, in order.
-        let _ = delivery
-            .acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            })
-            .await;
-        counters.finish(None);
-        return;
-    };
     let failures =
         header_u32(delivery.properties.headers().as_ref(), RETRY_COUNT_HEADER).unwrap_or(0);
     let task = Task {

@@ -261,6 +261,13 @@ impl Gate {
         }
     }
 
+    /// Waits until `n` handlers have started.
+    async fn started(&self, n: usize) {
+        while self.started.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     fn open(&self) {
         self.open.store(true, Ordering::SeqCst);
         self.opened.notify_waiters();
@@ -288,14 +295,9 @@ async fn shutdown_waits_for_running_handlers_and_gives_back_unstarted_messages()
     })
     .await
     .unwrap();
-    // Both handlers are busy and all ten messages have arrived.
-    within(pool.wait_until(|s| s.in_flight == 10)).await;
-    within(async {
-        while gate.started.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    // Both handlers are busy; the other messages wait (prefetched or in the queue).
+    within(gate.started(2)).await;
+    assert_eq!(pool.stats().in_flight, 2);
     let stopping = tokio::spawn(pool.shutdown());
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
@@ -345,8 +347,9 @@ async fn the_pool_survives_a_connection_drop_without_losing_or_double_acking_a_t
     })
     .await
     .unwrap();
-    // Four handlers are stuck mid-task, four more messages wait: then the connection drops.
-    within(pool.wait_until(|s| s.in_flight == 8)).await;
+    // Four handlers are stuck mid-task, more messages wait prefetched: then the
+    // connection drops.
+    within(gate.started(4)).await;
     broker.drop_connections().await;
     // The stuck handlers finish after the drop: their acks cannot reach the broker.
     gate.open();
@@ -411,4 +414,31 @@ async fn a_dead_letter_copy_that_cannot_be_published_leaves_the_message_in_the_q
     // requeued message was handled again before or after that is a race).
     assert!(stats.reconnects <= 1);
     assert_eq!(broker.ready("no-dlx").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_worker_handles_messages_in_queue_order() {
+    let broker = TestBroker::start().await;
+    fill(&broker, "ordered", (0..50).map(|i| format!("{i}"))).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let options = WorkerPoolOptions {
+        prefetch: 20,
+        ..pool_options("ordered", 1)
+    };
+    let pool = WorkerPool::start(&broker.url(), options, {
+        let seen = seen.clone();
+        move |task| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(task.text());
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    within(pool.wait_until(|s| s.processed == 50)).await;
+    within(pool.shutdown()).await.unwrap();
+    let expected: Vec<String> = (0..50).map(|i| format!("{i}")).collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
 }
