@@ -42,6 +42,8 @@ pub enum Error {
     },
     /// The publisher, pool or client was shut down.
     Closed,
+    /// The command's output could not be written (a closed pipe, a full disk).
+    Output(std::io::Error),
     /// The options given cannot work together.
     Usage(String),
     /// Anything else, already worded for the user.
@@ -130,6 +132,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Closed => f.write_str("already shut down"),
+            Error::Output(e) => write!(f, "cannot write the output: {e}"),
             Error::Usage(text) | Error::Other(text) => f.write_str(text),
         }
     }
@@ -140,6 +143,7 @@ impl std::error::Error for Error {
         match self {
             Error::Connect { source, .. } | Error::Amqp { source, .. } => Some(source),
             Error::Json { source, .. } => Some(source),
+            Error::Output(e) => Some(e),
             _ => None,
         }
     }

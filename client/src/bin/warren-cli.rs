@@ -30,6 +30,8 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `warren-cli consume q | head`: the reader has what it wanted.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e @ Error::Usage(_)) => {
             eprintln!("warren-cli: {e}");
             ExitCode::from(2)

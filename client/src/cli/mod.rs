@@ -107,5 +107,5 @@ async fn perf(url: &str, options: &PerfOptions, output: &mut dyn Write) -> Resul
 
 /// The output could not be written (a closed pipe, a full disk).
 pub(crate) fn write_failed(error: std::io::Error) -> Error {
-    Error::Other(format!("cannot write the output: {error}"))
+    Error::Output(error)
 }
