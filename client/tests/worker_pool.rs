@@ -442,3 +442,42 @@ async fn a_single_worker_handles_messages_in_queue_order() {
     let expected: Vec<String> = (0..50).map(|i| format!("{i}")).collect();
     assert_eq!(*seen.lock().unwrap(), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_resumes_after_a_broker_restart_with_every_durable_task() {
+    let mut broker = TestBroker::start().await;
+    fill(&broker, "restart.tasks", (0..30).map(|i| format!("{i}"))).await;
+    let gate = Gate::new();
+    let handled: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let options = WorkerPoolOptions {
+        reconnect: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+            max_attempts: None,
+        },
+        ..pool_options("restart.tasks", 3)
+    };
+    let pool = WorkerPool::start(&broker.url(), options, {
+        let (gate, handled) = (gate.clone(), handled.clone());
+        move |task| {
+            let (gate, handled) = (gate.clone(), handled.clone());
+            async move {
+                gate.pass().await;
+                *handled.lock().unwrap().entry(task.text()).or_default() += 1;
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    within(gate.started(3)).await;
+    broker.restart().await;
+    gate.open();
+    within(pool.wait_until(|s| s.processed == 30)).await;
+    let stats = within(pool.shutdown()).await.unwrap();
+    assert_eq!(stats.reconnects, 1);
+    assert_eq!(stats.processed, 30);
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 30, "no task lost");
+    assert_eq!(broker.ready("restart.tasks").await, 0);
+}

@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub http_addr: SocketAddr,
+    config: warren_broker::Config,
     broker: warren_broker::Broker,
     amqp_shutdown: CancellationToken,
     amqp_task: Option<JoinHandle<std::io::Result<()>>>,
     http_shutdown: CancellationToken,
+    http_task: Option<JoinHandle<std::io::Result<()>>>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -26,13 +28,13 @@ impl TestBroker {
             data_dir: data_dir.path().to_path_buf(),
             ..warren_broker::Config::default()
         };
-        let broker = warren_broker::Broker::open(config).unwrap();
+        let broker = warren_broker::Broker::open(config.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http_listener.local_addr().unwrap();
         let http_shutdown = CancellationToken::new();
-        tokio::spawn(
+        let http_task = tokio::spawn(
             broker
                 .clone()
                 .serve_http(http_listener, http_shutdown.clone()),
@@ -42,10 +44,12 @@ impl TestBroker {
         TestBroker {
             addr,
             http_addr,
+            config,
             broker,
             amqp_shutdown,
             amqp_task: Some(amqp_task),
             http_shutdown,
+            http_task: Some(http_task),
             _data_dir: data_dir,
         }
     }
@@ -81,6 +85,34 @@ impl TestBroker {
     pub fn block_publishers(&self, blocked: bool) {
         self.broker
             .set_disk_free_limit(if blocked { u64::MAX } else { 0 });
+    }
+
+    /// Stops the broker and opens a new one on the same data directory and port: only
+    /// durable queues and persistent messages survive, as in a real restart.
+    pub async fn restart(&mut self) {
+        self.amqp_shutdown.cancel();
+        if let Some(task) = self.amqp_task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self.http_shutdown.cancel();
+        if let Some(task) = self.http_task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self.broker = warren_broker::Broker::open(self.config.clone()).unwrap();
+        let http_listener = tokio::net::TcpListener::bind(self.http_addr).await.unwrap();
+        self.http_shutdown = CancellationToken::new();
+        self.http_task = Some(tokio::spawn(
+            self.broker
+                .clone()
+                .serve_http(http_listener, self.http_shutdown.clone()),
+        ));
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.amqp_shutdown = CancellationToken::new();
+        self.amqp_task = Some(tokio::spawn(
+            self.broker
+                .clone()
+                .serve(listener, self.amqp_shutdown.clone()),
+        ));
     }
 
     pub async fn connect(&self) -> lapin::Connection {
