@@ -40,11 +40,13 @@ pub struct PublisherOptions {
     /// Declared on connect and after every reconnect.
     pub topology: Topology,
     pub on_connection_loss: OnConnectionLoss,
-    /// Delays between reconnect attempts (the first connect is a single attempt, so that a
-    /// wrong URL fails at once).
+    /// Delays between reconnect attempts, and how many before a publish fails (the first
+    /// connect is a single attempt, so that a wrong URL fails at once).
     pub reconnect: Backoff,
     /// How long to wait for a confirm before giving up with [`Error::Timeout`] (the
-    /// message may still be confirmed later, so it is not published again).
+    /// message may still be confirmed later, so it is not published again). It does not
+    /// bound a publish the broker holds back with `connection.blocked` (disk alarm): that
+    /// waits until the broker unblocks or the connection is lost.
     pub confirm_timeout: Duration,
     /// The connection's name, shown in the broker's connection listing.
     pub name: String,
@@ -55,7 +57,12 @@ impl Default for PublisherOptions {
         PublisherOptions {
             topology: Topology::default(),
             on_connection_loss: OnConnectionLoss::Retry { attempts: 5 },
-            reconnect: Backoff::default(),
+            // About 45 s of attempts (0.1 s doubling up to 10 s), then the publish fails
+            // with the connect error instead of waiting for the broker indefinitely.
+            reconnect: Backoff {
+                max_attempts: Some(10),
+                ..Backoff::default()
+            },
             confirm_timeout: Duration::from_secs(30),
             name: "warren-client publisher".into(),
         }

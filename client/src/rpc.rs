@@ -8,6 +8,10 @@
 //! from, and the broker routes replies straight to that consumer — no queue is declared.
 //! [`ReplyTo::ExclusiveQueue`] uses a server-named exclusive queue instead, for brokers
 //! without direct reply-to.
+//!
+//! An `RpcClient` does not reconnect: a reply cannot outlive the channel it was asked on
+//! (direct reply-to is bound to it), so after a connection loss calls fail and the caller
+//! connects a new client. The `RpcServer` runs on a worker pool and reconnects.
 
 use crate::connect::connect;
 use crate::error::Error;

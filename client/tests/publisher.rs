@@ -277,3 +277,27 @@ async fn a_closed_publisher_refuses_to_publish() {
         .unwrap_err();
     assert!(matches!(error, Error::Closed), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_fails_with_the_connect_error_once_reconnect_attempts_run_out() {
+    let mut broker = TestBroker::start().await;
+    let publisher = Publisher::connect(
+        &broker.url(),
+        PublisherOptions {
+            reconnect: warren_client::Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+                max_attempts: Some(3),
+            },
+            ..PublisherOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    broker.stop_serving().await;
+    let error = within(publisher.send(Message::to_queue("q", "x")))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+    assert!(error.to_string().contains("connection refused"), "{error}");
+}

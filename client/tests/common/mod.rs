@@ -87,6 +87,14 @@ impl TestBroker {
             .set_disk_free_limit(if blocked { u64::MAX } else { 0 });
     }
 
+    /// Stops serving AMQP: every connection is closed and new ones are refused.
+    pub async fn stop_serving(&mut self) {
+        self.amqp_shutdown.cancel();
+        if let Some(task) = self.amqp_task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
     /// Stops the broker and opens a new one on the same data directory and port: only
     /// durable queues and persistent messages survive, as in a real restart.
     pub async fn restart(&mut self) {
