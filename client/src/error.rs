@@ -2,6 +2,7 @@
 //! (which URL refused the connection, which broker reply closed which operation).
 
 use std::fmt;
+use std::time::Duration;
 
 /// The URL every client command connects to unless `--url` or `WARREN_URL` says otherwise.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -15,6 +16,34 @@ pub enum Error {
         context: String,
         source: lapin::Error,
     },
+    /// The connection (or channel) went away while a message was in flight: the broker may
+    /// or may not have it. Nothing was retried (or the retries ran out).
+    ConnectionLost { context: String },
+    /// The broker refused a published message (`basic.nack`).
+    Nacked { target: String },
+    /// A mandatory message could not be routed and came back (`basic.return`).
+    Returned {
+        target: String,
+        reply_code: u16,
+        reply_text: String,
+    },
+    /// An operation did not finish in time.
+    Timeout { context: String, after: Duration },
+    /// A payload could not be encoded to, or decoded from, JSON.
+    Json {
+        context: String,
+        source: serde_json::Error,
+    },
+    /// The management HTTP API answered with an error status; `body` is its text.
+    Http {
+        request: String,
+        status: u16,
+        body: String,
+    },
+    /// The publisher, pool or client was shut down.
+    Closed,
+    /// The command's output could not be written (a closed pipe, a full disk).
+    Output(std::io::Error),
     /// The options given cannot work together.
     Usage(String),
     /// Anything else, already worded for the user.
@@ -66,6 +95,44 @@ impl fmt::Display for Error {
                 _ => write!(f, "cannot connect to {url}: {}", describe(source)),
             },
             Error::Amqp { context, source } => write!(f, "{context}: {}", describe(source)),
+            Error::ConnectionLost { context } => write!(
+                f,
+                "{context}: the connection to the broker was lost; the broker may or may not \
+                 have the message"
+            ),
+            Error::Nacked { target } => write!(f, "the broker refused the message to {target}"),
+            Error::Returned {
+                target,
+                reply_code,
+                reply_text,
+            } => write!(
+                f,
+                "the message to {target} was returned unroutable: {reply_text} ({reply_code})"
+            ),
+            Error::Timeout { context, after } => {
+                write!(f, "{context}: no answer within {} ms", after.as_millis())
+            }
+            Error::Json { context, source } => write!(f, "{context}: {source}"),
+            Error::Http {
+                request,
+                status,
+                body,
+            } => {
+                let reason = http_reason(body);
+                write!(f, "{request}: HTTP {status}")?;
+                if !reason.is_empty() {
+                    write!(f, ": {reason}")?;
+                }
+                if *status == 401 {
+                    write!(
+                        f,
+                        " (check the user and password in --http-url / WARREN_HTTP_URL)"
+                    )?;
+                }
+                Ok(())
+            }
+            Error::Closed => f.write_str("already shut down"),
+            Error::Output(e) => write!(f, "cannot write the output: {e}"),
             Error::Usage(text) | Error::Other(text) => f.write_str(text),
         }
     }
@@ -75,8 +142,36 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Connect { source, .. } | Error::Amqp { source, .. } => Some(source),
-            Error::Usage(_) | Error::Other(_) => None,
+            Error::Json { source, .. } => Some(source),
+            Error::Output(e) => Some(e),
+            _ => None,
         }
+    }
+}
+
+/// The reason in a management API error body: RabbitMQ answers
+/// `{"error": "...", "reason": "..."}`; anything else is shown as it is.
+fn http_reason(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(json) => match (json.get("error"), json.get("reason")) {
+            (_, Some(serde_json::Value::String(reason))) => reason.clone(),
+            (Some(serde_json::Value::String(error)), _) => error.clone(),
+            _ => body.trim().to_string(),
+        },
+        Err(_) => body.trim().to_string(),
+    }
+}
+
+/// Whether `error` means the connection (not just one operation) is gone: the socket
+/// failed, heartbeats stopped, or the broker closed the connection.
+pub(crate) fn is_connection_failure(error: &lapin::Error) -> bool {
+    match error.kind() {
+        lapin::ErrorKind::IOError(_)
+        | lapin::ErrorKind::MissingHeartbeatError
+        | lapin::ErrorKind::InvalidConnectionState(_)
+        | lapin::ErrorKind::RuntimeShutdownError(_) => true,
+        lapin::ErrorKind::ProtocolError(e) => e.get_id() == 320,
+        _ => false,
     }
 }
 
