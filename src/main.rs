@@ -105,6 +105,8 @@ async fn serve(config: Config) -> std::io::Result<()> {
         tracing::info!("shutting down");
         trigger.cancel();
     });
+    // Held until the process exits: a second broker on the same data dir would corrupt it.
+    let _lock = lock_data_dir(&config.data_dir)?;
     let broker = warren_broker::Broker::open(config)?;
     let management = tokio::spawn(broker.clone().serve_http(http, shutdown.clone()));
     let served = broker.serve(amqp, shutdown.clone()).await;
@@ -116,6 +118,34 @@ async fn serve(config: Config) -> std::io::Result<()> {
         Ok(Ok(())) => {}
     }
     served
+}
+
+/// Takes an exclusive lock on `<data_dir>/warren.lock` (released when the process ends,
+/// however it ends), or fails naming the directory if another process holds it.
+fn lock_data_dir(data_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let context = |e: std::io::Error, what: &str| {
+        std::io::Error::new(e.kind(), format!("{what} {}: {e}", data_dir.display()))
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| context(e, "cannot create data dir"))?;
+    let path = data_dir.join("warren.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| context(e, "cannot open the lock file in"))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "data dir {} is in use by another running broker (it holds {})",
+                data_dir.display(),
+                path.display()
+            ),
+        )),
+        Err(e) => Err(context(e.into(), "cannot lock data dir")),
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

@@ -303,3 +303,25 @@ async fn damaged_segments_are_logged_with_queue_and_offset_and_intact_messages_s
         assert_eq!(take_all(&ch, queue).await, bodies, "{queue}");
     }
 }
+
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ChildBroker::start(dir.path()).await;
+    let failure = ChildBroker::try_start(dir.path())
+        .await
+        .err()
+        .expect("a second broker started on a data dir in use");
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    assert!(
+        failure
+            .stderr
+            .contains("is in use by another running broker"),
+        "{}",
+        failure.stderr
+    );
+    // The first one is unaffected, and once it is gone the directory is free again.
+    let (_conn, _ch) = first.channel().await;
+    first.kill().await;
+    ChildBroker::start(dir.path()).await.stop().await;
+}

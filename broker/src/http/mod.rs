@@ -500,6 +500,14 @@ mod tests {
         ));
         assert!(Route::parse("/api/nope").is_none());
         assert!(Route::parse("/other").is_none());
-        assert!(Route::parse("/api/queues/%2F/q").is_none());
+        assert!(matches!(
+            Route::parse("/api/queues/%2F/q"),
+            Some(Route::Queue { vhost, name }) if vhost == "/" && name == "q"
+        ));
+        assert!(matches!(
+            Route::parse("/api/bindings/%2F/e/x/q/q/~"),
+            Some(Route::Binding(path, props)) if path.source == "x" && !path.to_exchange && props == "~"
+        ));
+        assert!(Route::parse("/api/queues/%2F/q/other").is_none());
     }
 }

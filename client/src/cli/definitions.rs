@@ -1,5 +1,6 @@
-//! `warren-cli definitions`: export (GET /api/definitions), import (validated here first,
-//! then POST /api/definitions) and validate (offline, with `warren-definitions`).
+//! `warren-cli definitions`: export (GET /api/definitions), import (POST /api/definitions;
+//! the broker validates against what it has) and validate (offline, with
+//! `warren-definitions`, the file on its own).
 
 use super::http::{encode_segment, Management};
 use super::write_failed;
@@ -20,7 +21,8 @@ pub enum DefinitionsCommand {
         #[arg(long, short)]
         file: Option<PathBuf>,
     },
-    /// Validate a definitions file, then load it into the broker.
+    /// Load a definitions file into the broker (which validates it first and reports every
+    /// problem).
     Import {
         file: PathBuf,
         /// Import into this vhost only (objects without a vhost go there).
@@ -59,7 +61,9 @@ pub async fn run(
             }
         }
         DefinitionsCommand::Import { file, vhost } => {
-            let (text, definitions) = load(file)?;
+            // Parsed here; validated by the broker, which knows what already exists (a file
+            // may refer to the broker's vhosts and users) and answers every problem.
+            let (text, definitions) = parse(file)?;
             let path = match vhost {
                 Some(vhost) => format!("/api/definitions/{}", encode_segment(vhost)),
                 None => "/api/definitions".to_string(),
@@ -86,12 +90,18 @@ pub async fn run(
     }
 }
 
-/// Reads, parses and validates `file`; every problem is listed in the error.
-pub fn load(file: &Path) -> Result<(String, Definitions), Error> {
+/// Reads and parses `file`.
+fn parse(file: &Path) -> Result<(String, Definitions), Error> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", file.display())))?;
     let definitions = Definitions::from_json(&text)
         .map_err(|e| Error::Other(format!("{}: {e}", file.display())))?;
+    Ok((text, definitions))
+}
+
+/// Reads, parses and validates `file` on its own; every problem is listed in the error.
+pub fn load(file: &Path) -> Result<(String, Definitions), Error> {
+    let (text, definitions) = parse(file)?;
     if let Err(problems) = definitions.validate() {
         let mut report = format!(
             "{}: {} problem{}:",
