@@ -107,7 +107,6 @@ async fn task_queue_judges_every_submission_retries_flaky_ones_and_dead_letters_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support for x-dead-letter-exchange (issue 5)"]
 async fn task_queue_with_broker_dead_lettering_marks_poison_the_same_way() {
     let broker = TestBroker::start().await;
     let report = within(task_queue::run(&broker.url(), 24, true))

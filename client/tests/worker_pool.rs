@@ -196,7 +196,6 @@ async fn a_message_that_is_not_valid_json_is_dead_lettered_without_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support for x-dead-letter-exchange (issue 5)"]
 async fn with_reject_a_message_goes_to_its_queues_dead_letter_exchange() {
     let broker = TestBroker::start().await;
     let topology = Topology::new()

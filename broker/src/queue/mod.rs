@@ -2,7 +2,9 @@
 //! consumers and unacked set, so no lock guards a queue. Everything else holds a `QueueRef`
 //! and talks to it through a bounded mailbox.
 
+pub mod args;
 pub mod consumer;
+pub mod dead_letter;
 pub mod memory;
 pub mod messages;
 pub mod paging;
@@ -64,6 +66,8 @@ pub enum QueueCmd {
     },
     /// Credit became available for a consumer: try delivering again.
     Wake,
+    /// The queue's effective settings changed (its policy did).
+    Configure(args::QueueArgs),
 }
 
 #[derive(Debug)]
@@ -130,6 +134,17 @@ pub struct QueueGone;
 impl QueueRef {
     pub async fn send(&self, cmd: QueueCmd) -> Result<(), QueueGone> {
         self.0.tx.send(cmd).await.map_err(|_| QueueGone)
+    }
+
+    /// Sends without waiting: if the mailbox is full, a task waits for room instead of the
+    /// caller (a queue task sending to another queue must never block on it).
+    pub fn send_detached(&self, cmd: QueueCmd) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.0.tx.try_send(cmd) {
+            let tx = self.0.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(cmd).await;
+            });
+        }
     }
 
     /// For hints that may be dropped when the mailbox is full (the queue is busy and will run

@@ -1,7 +1,9 @@
 //! The queue task: drains its mailbox in batches, then hands ready messages to consumers
 //! round-robin while they have credit.
 
+use super::args::QueueArgs;
 use super::consumer::ConsumerShared;
+use super::dead_letter::{self, Reason};
 use super::memory::{self, MemoryBudget};
 use super::messages::{Entry, Messages};
 use super::paging::Pager;
@@ -28,6 +30,8 @@ struct Consumer {
 struct QueueTask {
     queue: QueueRef,
     vhost: Arc<VHost>,
+    /// Effective settings: arguments with the policy applied.
+    args: QueueArgs,
     messages: Messages,
     /// Round-robin order: the next consumer to try is at the front.
     consumers: VecDeque<Consumer>,
@@ -64,6 +68,7 @@ fn unacked_copy(entry: &Entry) -> Entry {
 /// messages recovered from its store.
 pub fn spawn(
     mut shared: impl FnMut(mpsc::Sender<QueueCmd>) -> QueueShared,
+    args: QueueArgs,
     vhost: Arc<VHost>,
     storage: Option<(QueueStorage, Vec<crate::store::Recovered>)>,
     budget: Arc<MemoryBudget>,
@@ -83,6 +88,7 @@ pub fn spawn(
     let mut task = QueueTask {
         queue: queue.clone(),
         vhost,
+        args,
         messages,
         consumers: VecDeque::new(),
         had_consumer: false,
@@ -177,12 +183,20 @@ impl QueueTask {
                     return Flow::Stop;
                 }
             }
-            QueueCmd::Ack(ids) | QueueCmd::Discard(ids) => {
+            QueueCmd::Ack(ids) => {
                 let gone = self.messages.ack(&ids);
                 if let Some(storage) = &mut self.storage {
                     storage.removed(&gone);
                 }
             }
+            QueueCmd::Discard(ids) => {
+                let gone = self.messages.ack(&ids);
+                self.dead_letter(&gone, Reason::Rejected);
+                if let Some(storage) = &mut self.storage {
+                    storage.removed(&gone);
+                }
+            }
+            QueueCmd::Configure(args) => self.args = args,
             QueueCmd::Requeue { ids, delivered } => self.messages.requeue(&ids, delivered),
             QueueCmd::Restore(entry) => self.messages.unpop(entry),
             QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
@@ -398,6 +412,57 @@ impl QueueTask {
             self.messages.unpop(entry);
         }
         false
+    }
+
+    /// Republishes `entries` to the queue's dead-letter exchange (if it has one and it
+    /// exists), marked with `reason`. rabbitmq-compat: a message whose `x-death` history shows
+    /// it already died in a target queue with no rejection along the way is not delivered
+    /// there again (a dead-letter cycle), and dead-lettering is at most once, as for
+    /// RabbitMQ's classic queues. Call before the entries leave the store (stored messages
+    /// not in memory are read back from it).
+    fn dead_letter(&mut self, entries: &[Entry], reason: Reason) {
+        let Some(dlx) = self.args.dead_letter_exchange.clone() else {
+            return;
+        };
+        let topology = self.vhost.topology();
+        let Some(exchange) = topology.exchanges.get(&dlx) else {
+            tracing::debug!(exchange = %dlx, "dead-letter exchange missing; message dropped");
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut routing = crate::vhost::Routing::default();
+        for entry in entries {
+            let message = match (&entry.message, &mut self.storage, entry.location) {
+                (Some(m), _, _) => m.clone(),
+                (None, Some(storage), Some(location)) => match storage.read(entry.id, location) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!(id = entry.id, error = %e, "cannot read a message to dead-letter it");
+                        continue;
+                    }
+                },
+                _ => continue,
+            };
+            let key = self
+                .args
+                .dead_letter_routing_key
+                .clone()
+                .unwrap_or_else(|| message.routing_key.as_str().to_string());
+            let Some(marked) =
+                dead_letter::mark(&message, &self.queue.name, reason, &dlx, &key, now)
+            else {
+                continue;
+            };
+            let headers = marked.headers();
+            topology.route(exchange, &key, headers.as_ref(), &mut routing);
+            for q in routing.queues.drain(..) {
+                if !dead_letter::is_cycle(headers.as_ref(), &q.name) {
+                    q.send_detached(QueueCmd::Publish(marked.clone(), None));
+                }
+            }
+        }
     }
 
     /// Tells the broker-wide budget how much message data this queue now holds in memory.

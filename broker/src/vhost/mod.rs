@@ -5,8 +5,10 @@
 use crate::defs::{json_to_table, normalize_table, table_to_json};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Bindings, ExchangeKind};
+use crate::policy::Target;
+use crate::queue::args::QueueArgs;
 use crate::queue::storage::QueueStorage;
-use crate::queue::{self, QueueRef, QueueShared};
+use crate::queue::{self, QueueCmd, QueueRef, QueueShared};
 use crate::store::meta::VhostTopology;
 use crate::store::Persistence;
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -258,10 +260,19 @@ impl VHost {
         self.policies.load_full()
     }
 
-    /// Replaces the policies with those of `all` that belong to this vhost.
+    /// Replaces the policies with those of `all` that belong to this vhost; each queue gets
+    /// its new effective settings.
     pub fn set_policies(&self, all: &[warren_definitions::Policy]) {
-        self.policies
-            .store(Arc::new(crate::policy::PolicySet::compile(&self.name, all)));
+        let policies = Arc::new(crate::policy::PolicySet::compile(&self.name, all));
+        self.policies.store(policies.clone());
+        for q in self.topology().queues.values() {
+            // Validated when the queue was declared.
+            if let Ok(args) = QueueArgs::from_arguments(&q.arguments, &q.name, &self.name) {
+                let args =
+                    args.with_policy(&q.arguments, policies.effective(Target::Queue, &q.name));
+                q.send_detached(QueueCmd::Configure(args));
+            }
+        }
     }
 
     /// Builds the next snapshot from the current one under the write mutex. The closure also
@@ -389,6 +400,7 @@ impl VHost {
                 req.name
             )));
         }
+        let args = QueueArgs::from_arguments(&req.arguments, &req.name, &self.name)?;
         self.update(|topo, durable_change| {
             if let Some(q) = topo.queues.get(&req.name) {
                 self.check_queue_reuse(q, req, conn_id)?;
@@ -402,6 +414,10 @@ impl VHost {
             } else {
                 None
             };
+            let args = args.clone().with_policy(
+                &req.arguments,
+                self.policies().effective(Target::Queue, &req.name),
+            );
             let q = queue::spawn(
                 |tx| QueueShared {
                     id: NEXT_QUEUE_ID.fetch_add(1, Ordering::Relaxed),
@@ -414,6 +430,7 @@ impl VHost {
                     stored,
                     tx,
                 },
+                args,
                 self.clone(),
                 storage,
                 self.persistence.budget.clone(),
