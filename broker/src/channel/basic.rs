@@ -82,6 +82,21 @@ impl Channel {
                 ))));
             }
         }
+        // rabbitmq-compat: a per-message TTL must be a non-negative integer in decimal
+        // (`rabbit_basic:parse_expiration`), else 406 with RabbitMQ's reason.
+        if let Some(expiration) = &header.summary.expiration {
+            let text = expiration.as_str();
+            let reason = match text.parse::<i64>() {
+                Ok(n) if n < 0 => Some(format!("{{value_negative,{n}}}")),
+                Ok(_) => None,
+                Err(_) => Some("no_integer".to_string()),
+            };
+            if let Some(reason) = reason {
+                return Err(during(AmqpError::precondition_failed(format_args!(
+                    "invalid expiration '{text}': {reason}"
+                ))));
+            }
+        }
         let message = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,

@@ -175,6 +175,19 @@ impl Messages {
         !self.ready.is_empty() || !self.tail.is_empty() || !self.returned.is_empty()
     }
 
+    /// The id of the message `pop` would take next.
+    pub fn head_id(&self) -> Option<u64> {
+        let head = match (self.ready.front(), self.tail.front()) {
+            (Some(e), _) => Some(e.id),
+            (None, Some(p)) => Some(p.id),
+            (None, None) => None,
+        };
+        match (self.returned.keys().next(), head) {
+            (Some(r), Some(h)) => Some((*r).min(h)),
+            (r, h) => r.copied().or(h),
+        }
+    }
+
     /// Takes the oldest ready message.
     pub fn pop(&mut self) -> Option<Entry> {
         // The head of the queue proper: `ready` first, then the tail (which follows it).

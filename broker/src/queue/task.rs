@@ -12,7 +12,7 @@ use super::{GetReply, QueueCmd, QueueRef, QueueShared, QueueStats};
 use crate::connection::handle::{ConnHandle, ConnMsg, Delivery};
 use crate::error::AmqpError;
 use crate::vhost::VHost;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, Instrument};
@@ -43,6 +43,18 @@ struct QueueTask {
     reported: usize,
     /// Where messages without a store wait when the budget is spent.
     pager: Pager,
+    /// Expiry deadlines (ms since the Unix epoch) of the messages that have one, by id:
+    /// every message under a queue TTL, and those with an `expiration` property.
+    deadlines: BTreeMap<u64, u64>,
+    /// The time the current batch of commands started (ms since the Unix epoch).
+    batch_now: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Drop for QueueTask {
@@ -51,6 +63,22 @@ impl Drop for QueueTask {
         // page file (transient by nature) goes.
         self.budget.report(self.reported, 0);
         self.pager.destroy();
+    }
+}
+
+/// A message's own TTL (`expiration`, milliseconds), checked on publish.
+fn message_ttl(message: &crate::message::Message) -> Option<u64> {
+    message.summary.expiration.as_ref()?.as_str().parse().ok()
+}
+
+/// Sleeps until `deadline` (ms since the Unix epoch); forever without one.
+async fn sleep_until_ms(deadline: Option<u64>) {
+    match deadline {
+        Some(at) => {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -96,6 +124,8 @@ pub fn spawn(
         budget,
         reported: 0,
         pager: Pager::new(paging, &queue.vhost, &queue.name),
+        deadlines: BTreeMap::new(),
+        batch_now: now_ms(),
     };
     task.report_memory();
     tokio::spawn(task.run(rx).instrument(span));
@@ -111,16 +141,26 @@ impl QueueTask {
     async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            if rx.recv_many(&mut batch, BATCH).await == 0 {
+            let wake = self.next_deadline();
+            let received = tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => Some(n),
+                _ = sleep_until_ms(wake), if wake.is_some() => None,
+            };
+            if received == Some(0) {
                 break;
             }
+            self.batch_now = now_ms();
             for cmd in batch.drain(..) {
                 if let Flow::Stop = self.handle(cmd) {
                     debug!("queue stopped");
                     return;
                 }
             }
+            // Messages that expired before this batch are not delivered; those published in
+            // it with a TTL of 0 may still go to a consumer ready now, and expire otherwise.
+            self.expire(true);
             self.deliver();
+            self.expire(false);
             if let Some(storage) = &mut self.storage {
                 storage.end_of_batch();
             }
@@ -139,6 +179,14 @@ impl QueueTask {
     fn handle(&mut self, cmd: QueueCmd) -> Flow {
         match cmd {
             QueueCmd::Publish(message, guard) => {
+                let ttl = match (self.args.message_ttl, message_ttl(&message)) {
+                    (Some(q), Some(m)) => Some(q.min(m)),
+                    (q, m) => q.or(m),
+                };
+                if let Some(ttl) = ttl {
+                    let deadline = self.batch_now.saturating_add(ttl);
+                    self.deadlines.insert(self.messages.next_id(), deadline);
+                }
                 let location = match &mut self.storage {
                     Some(storage) if message.persistent() => {
                         storage.append(self.messages.next_id(), &message, guard)
@@ -184,12 +232,14 @@ impl QueueTask {
                 }
             }
             QueueCmd::Ack(ids) => {
+                self.forget_deadlines(&ids);
                 let gone = self.messages.ack(&ids);
                 if let Some(storage) = &mut self.storage {
                     storage.removed(&gone);
                 }
             }
             QueueCmd::Discard(ids) => {
+                self.forget_deadlines(&ids);
                 let gone = self.messages.ack(&ids);
                 self.dead_letter(&gone, Reason::Rejected);
                 if let Some(storage) = &mut self.storage {
@@ -202,6 +252,8 @@ impl QueueTask {
             QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
             QueueCmd::Purge { reply } => {
                 let purged = self.messages.purge();
+                let ids: Vec<u64> = purged.iter().map(|e| e.id).collect();
+                self.forget_deadlines(&ids);
                 self.pager.discard(&purged);
                 if let Some(storage) = &mut self.storage {
                     storage.removed(&purged);
@@ -278,6 +330,7 @@ impl QueueTask {
     }
 
     fn get(&mut self, no_ack: bool, reply: tokio::sync::oneshot::Sender<Option<GetReply>>) {
+        self.expire(true);
         let Some((entry, message)) = self.pop_loaded() else {
             let _ = reply.send(None);
             return;
@@ -296,7 +349,9 @@ impl QueueTask {
                 storage.delivered(&entry);
             }
         }
-        if !no_ack {
+        if no_ack {
+            self.forget_deadlines(&[entry.id]);
+        } else {
             self.messages.track_unacked(unacked_copy(&entry));
         }
         if reply.send(Some(answer)).is_err() {
@@ -391,7 +446,11 @@ impl QueueTask {
                 storage.delivered(&entry);
             }
         }
-        if !shared.no_ack {
+        if shared.no_ack {
+            if !self.deadlines.is_empty() {
+                self.deadlines.remove(&entry.id);
+            }
+        } else {
             self.messages.track_unacked(unacked_copy(&entry));
         }
         let delivery = Delivery {
@@ -412,6 +471,67 @@ impl QueueTask {
             self.messages.unpop(entry);
         }
         false
+    }
+
+    /// Settled messages need no expiry any more.
+    fn forget_deadlines(&mut self, ids: &[u64]) {
+        if !self.deadlines.is_empty() {
+            for id in ids {
+                self.deadlines.remove(id);
+            }
+        }
+    }
+
+    /// The expiry deadline of the message at the head, if it has one.
+    fn next_deadline(&self) -> Option<u64> {
+        if self.deadlines.is_empty() {
+            return None;
+        }
+        self.deadlines.get(&self.messages.head_id()?).copied()
+    }
+
+    /// Drops (or dead-letters, reason `expired`) expired messages from the head of the queue.
+    /// `before_delivery`: only those that expired before the current batch started.
+    /// rabbitmq-compat: expiry is checked at the head. Under a queue TTL every message has a
+    /// deadline and they come in order, so messages expire on time whether or not anyone
+    /// consumes; a per-message TTL shorter than that of a message ahead of it takes effect
+    /// when the message reaches the head, as in RabbitMQ.
+    fn expire(&mut self, before_delivery: bool) {
+        if self.deadlines.is_empty() {
+            return;
+        }
+        let now = if before_delivery {
+            self.batch_now
+        } else {
+            now_ms()
+        };
+        let mut expired = Vec::new();
+        while let Some(id) = self.messages.head_id() {
+            let Some(&deadline) = self.deadlines.get(&id) else {
+                break;
+            };
+            let due = if before_delivery {
+                deadline < now
+            } else {
+                deadline <= now
+            };
+            if !due {
+                break;
+            }
+            let Some(entry) = self.messages.pop() else {
+                break;
+            };
+            self.deadlines.remove(&id);
+            expired.push(entry);
+        }
+        if expired.is_empty() {
+            return;
+        }
+        self.dead_letter(&expired, Reason::Expired);
+        self.pager.discard(&expired);
+        if let Some(storage) = &mut self.storage {
+            storage.removed(&expired);
+        }
     }
 
     /// Republishes `entries` to the queue's dead-letter exchange (if it has one and it
@@ -436,6 +556,16 @@ impl QueueTask {
         for entry in entries {
             let message = match (&entry.message, &mut self.storage, entry.location) {
                 (Some(m), _, _) => m.clone(),
+                (None, _, _) if entry.page.is_some() => {
+                    let Some(page) = entry.page else { continue };
+                    match self.pager.page_in(entry.id, page) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::error!(id = entry.id, error = %e, "cannot read a message to dead-letter it");
+                            continue;
+                        }
+                    }
+                }
                 (None, Some(storage), Some(location)) => match storage.read(entry.id, location) {
                     Ok(m) => m,
                     Err(e) => {
