@@ -143,18 +143,19 @@ impl Channel {
             );
         }
         // Confirm mode: a persistent message going to queues that store it is confirmed only
-        // once each of them has it on disk; they hold a guard each until then.
+        // once each of them has it on disk, and a queue that may refuse it (overflow
+        // reject-publish) decides; they hold a guard each until then.
         let seq = self.confirm.as_mut().map(|c| c.count_publish());
         let persistent = message.persistent();
         let mut guards = match (&mut self.confirm, seq) {
-            (Some(c), Some(seq)) if persistent => {
-                let stored = self
+            (Some(c), Some(seq)) => {
+                let waiting = self
                     .routing
                     .queues
                     .iter()
-                    .filter(|q| q.stores_messages())
+                    .filter(|q| q.confirms_after_enqueue(persistent))
                     .count();
-                c.guards(&ctx.handle, self.id, self.epoch, seq, stored)
+                c.guards(&ctx.handle, self.id, self.epoch, seq, waiting)
             }
             _ => Vec::new(),
         };
@@ -172,7 +173,7 @@ impl Channel {
             }
         } else {
             for q in self.routing.queues.drain(..) {
-                let guard = if persistent && q.stores_messages() {
+                let guard = if q.confirms_after_enqueue(persistent) {
                     guards.pop()
                 } else {
                     None

@@ -342,6 +342,7 @@ pub async fn return_undelivered(d: Delivery) {
     let cmd = if d.consumer.no_ack {
         QueueCmd::Restore(crate::queue::messages::Entry {
             id: d.msg_id,
+            size: crate::queue::messages::size_of(Some(&d.message), None, None),
             message: Some(d.message),
             redelivered: d.redelivered,
             // A no-ack delivery was already removed from the store when it was handed out.

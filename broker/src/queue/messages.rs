@@ -26,6 +26,22 @@ pub struct Entry {
     pub location: Option<Location>,
     /// Where the queue's page file holds it while paged out (messages without a store).
     pub page: Option<Location>,
+    /// What it counts toward `x-max-length-bytes`: the body's length, or for a message read
+    /// from disk its record's length (an upper bound of its body).
+    pub size: u32,
+}
+
+/// The size an entry counts for: its body if held, else its record on disk.
+pub fn size_of(
+    message: Option<&Arc<Message>>,
+    location: Option<Location>,
+    page: Option<Location>,
+) -> u32 {
+    match (message, page.or(location)) {
+        (Some(m), _) => u32::try_from(m.body.len()).unwrap_or(u32::MAX),
+        (None, Some(at)) => at.len,
+        (None, None) => 0,
+    }
 }
 
 impl Entry {
@@ -54,6 +70,8 @@ const PINNED: u8 = 4;
 #[derive(Debug, Default)]
 pub struct Messages {
     next_id: u64,
+    /// Sum of the sizes of the ready messages.
+    ready_bytes: u64,
     /// Bytes of ready messages held in memory (paged-out ones excluded).
     resident: usize,
     ready: VecDeque<Entry>,
@@ -79,12 +97,14 @@ impl Messages {
         page: Option<Location>,
     ) {
         self.next_id += 1;
+        let size = size_of(message.as_ref(), location, page);
         let entry = Entry {
             id: self.next_id,
             message,
             redelivered: false,
             location,
             page,
+            size,
         };
         self.enqueue(entry);
     }
@@ -94,6 +114,7 @@ impl Messages {
     fn enqueue(&mut self, entry: Entry) {
         if self.tail.is_empty() && entry.message.is_some() {
             self.resident += entry.resident();
+            self.ready_bytes += u64::from(entry.size);
             self.ready.push_back(entry);
             return;
         }
@@ -111,11 +132,22 @@ impl Messages {
                 self.pinned.insert(entry.id, message.clone());
             }
         }
-        self.tail.push_back(Paged {
+        let paged = Paged {
             id: entry.id,
             location,
             flags,
-        });
+        };
+        self.ready_bytes += u64::from(self.paged_size(&paged));
+        self.tail.push_back(paged);
+    }
+
+    /// The size a paged entry counts for (the same going in and coming out).
+    fn paged_size(&self, p: &Paged) -> u32 {
+        if p.flags & PINNED != 0 {
+            size_of(self.pinned.get(&p.id), None, None)
+        } else {
+            p.location.len
+        }
     }
 
     /// Whether the queue is paging: new messages must then go to disk too, to stay in order.
@@ -124,6 +156,7 @@ impl Messages {
     }
 
     fn unpage(&mut self, p: Paged) -> Entry {
+        let size = self.paged_size(&p);
         let message = if p.flags & PINNED != 0 {
             self.pinned.remove(&p.id)
         } else {
@@ -143,7 +176,13 @@ impl Messages {
             redelivered: p.flags & REDELIVERED != 0,
             location,
             page,
+            size,
         }
+    }
+
+    /// Bytes of the ready messages (bodies; records on disk for paged ones).
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
     }
 
     /// Bytes of ready messages held in memory.
@@ -201,17 +240,19 @@ impl Messages {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        if returned_first {
+        let entry = if returned_first {
             let (_, entry) = self.returned.pop_first()?;
             self.resident -= entry.resident();
-            return Some(entry);
-        }
-        if let Some(entry) = self.ready.pop_front() {
+            entry
+        } else if let Some(entry) = self.ready.pop_front() {
             self.resident -= entry.resident();
-            return Some(entry);
-        }
-        let paged = self.tail.pop_front()?;
-        Some(self.unpage(paged))
+            entry
+        } else {
+            let paged = self.tail.pop_front()?;
+            self.unpage(paged)
+        };
+        self.ready_bytes = self.ready_bytes.saturating_sub(u64::from(entry.size));
+        Some(entry)
     }
 
     /// Records a delivered message as awaiting ack.
@@ -233,6 +274,7 @@ impl Messages {
             if let Some(mut e) = self.unacked.remove(id) {
                 e.redelivered |= delivered;
                 self.resident += e.resident();
+                self.ready_bytes += u64::from(e.size);
                 self.returned.insert(e.id, e);
             }
         }
@@ -241,6 +283,7 @@ impl Messages {
     /// Puts a message that was popped but could not be handed out back at the head.
     pub fn unpop(&mut self, entry: Entry) {
         self.resident += entry.resident();
+        self.ready_bytes += u64::from(entry.size);
         self.returned.insert(entry.id, entry);
     }
 
@@ -265,6 +308,7 @@ impl Messages {
         purged.extend(tail.into_iter().map(|p| self.unpage(p)));
         self.pinned.clear();
         self.resident = 0;
+        self.ready_bytes = 0;
         purged
     }
 }
@@ -321,6 +365,7 @@ mod tests {
                 redelivered: false,
                 location: None,
                 page: None,
+                size: 1,
             });
         }
         m.push(Some(msg("e")), None, None);
@@ -443,6 +488,7 @@ mod tests {
             redelivered: true,
             location: at(5),
             page: None,
+            size: 10,
         });
         m.push(None, None, at(9));
         let first = m.pop().unwrap();

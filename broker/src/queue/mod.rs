@@ -101,6 +101,9 @@ pub struct QueueShared {
     /// Persistent messages published to this queue are written to its store (a durable queue
     /// that survives restarts: not exclusive, not auto-delete).
     pub stored: bool,
+    /// The queue's overflow mode may refuse publishes (`reject-publish[-dlx]`): confirming
+    /// publishers then wait for the queue's verdict. Kept current by the queue task.
+    pub rejects_publish: std::sync::atomic::AtomicBool,
     pub(crate) tx: mpsc::Sender<QueueCmd>,
 }
 
@@ -166,6 +169,16 @@ impl QueueRef {
     /// Whether persistent messages routed here are written to disk (and confirmed after fsync).
     pub fn stores_messages(&self) -> bool {
         self.0.stored
+    }
+
+    /// Whether a confirm for a publish routed here must wait for the queue: the message is
+    /// persistent and stored here, or the queue may refuse it (overflow `reject-publish`).
+    pub fn confirms_after_enqueue(&self, persistent: bool) -> bool {
+        (persistent && self.0.stored)
+            || self
+                .0
+                .rejects_publish
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn is_exclusive(&self) -> bool {

@@ -134,9 +134,11 @@ impl QueueStorage {
 
 /// A recovered record as a queue entry (paged out if recovery left its body on disk).
 pub fn recovered_entry(r: Recovered) -> Entry {
+    let message = r.message.map(|m| Arc::new(to_message(*m)));
     Entry {
         id: r.id,
-        message: r.message.map(|m| Arc::new(to_message(*m))),
+        size: super::messages::size_of(message.as_ref(), Some(r.location), None),
+        message,
         redelivered: r.delivered,
         location: Some(r.location),
         page: None,

@@ -1,7 +1,7 @@
 //! The queue task: drains its mailbox in batches, then hands ready messages to consumers
 //! round-robin while they have credit.
 
-use super::args::QueueArgs;
+use super::args::{Overflow, QueueArgs};
 use super::consumer::ConsumerShared;
 use super::dead_letter::{self, Reason};
 use super::memory::{self, MemoryBudget};
@@ -127,6 +127,10 @@ pub fn spawn(
         deadlines: BTreeMap::new(),
         batch_now: now_ms(),
     };
+    task.queue.rejects_publish.store(
+        task.args.overflow != Overflow::DropHead,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     task.report_memory();
     tokio::spawn(task.run(rx).instrument(span));
     queue
@@ -179,6 +183,25 @@ impl QueueTask {
     fn handle(&mut self, cmd: QueueCmd) -> Flow {
         match cmd {
             QueueCmd::Publish(message, guard) => {
+                if self.args.overflow != Overflow::DropHead && self.full_for(&message) {
+                    // rabbitmq-compat: reject-publish refuses the newest message (a confirming
+                    // publisher gets basic.nack); reject-publish-dlx also dead-letters it.
+                    if let Some(guard) = &guard {
+                        guard.fail();
+                    }
+                    if self.args.overflow == Overflow::RejectPublishDlx {
+                        let entry = Entry {
+                            id: 0,
+                            size: 0,
+                            message: Some(message),
+                            redelivered: false,
+                            location: None,
+                            page: None,
+                        };
+                        self.dead_letter(&[entry], Reason::Maxlen);
+                    }
+                    return Flow::Continue;
+                }
                 let ttl = match (self.args.message_ttl, message_ttl(&message)) {
                     (Some(q), Some(m)) => Some(q.min(m)),
                     (q, m) => q.or(m),
@@ -210,6 +233,7 @@ impl QueueTask {
                         None => self.messages.push(Some(message), None, None),
                     }
                 }
+                self.drop_over_limit();
             }
             QueueCmd::Consume {
                 consumer,
@@ -246,7 +270,14 @@ impl QueueTask {
                     storage.removed(&gone);
                 }
             }
-            QueueCmd::Configure(args) => self.args = args,
+            QueueCmd::Configure(args) => {
+                self.queue.rejects_publish.store(
+                    args.overflow != Overflow::DropHead,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                self.args = args;
+                self.drop_over_limit();
+            }
             QueueCmd::Requeue { ids, delivered } => self.messages.requeue(&ids, delivered),
             QueueCmd::Restore(entry) => self.messages.unpop(entry),
             QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
@@ -471,6 +502,44 @@ impl QueueTask {
             self.messages.unpop(entry);
         }
         false
+    }
+
+    /// Whether one more message like `message` would exceed the length limits.
+    fn full_for(&self, message: &crate::message::Message) -> bool {
+        let len = self.messages.ready_len() as u64;
+        let bytes = self.messages.ready_bytes() + message.body.len() as u64;
+        self.args.max_length.is_some_and(|max| len >= max)
+            || self.args.max_length_bytes.is_some_and(|max| bytes > max)
+    }
+
+    /// rabbitmq-compat (overflow `drop-head`): while the queue is over `x-max-length` or
+    /// `x-max-length-bytes`, its oldest ready messages are dropped, or dead-lettered with
+    /// reason `maxlen`. Only ready messages count, as in RabbitMQ.
+    fn drop_over_limit(&mut self) {
+        let over = |m: &Messages, args: &QueueArgs| {
+            args.max_length
+                .is_some_and(|max| m.ready_len() as u64 > max)
+                || args
+                    .max_length_bytes
+                    .is_some_and(|max| m.ready_bytes() > max)
+        };
+        let mut dropped = Vec::new();
+        while over(&self.messages, &self.args) {
+            let Some(entry) = self.messages.pop() else {
+                break;
+            };
+            dropped.push(entry);
+        }
+        if dropped.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = dropped.iter().map(|e| e.id).collect();
+        self.forget_deadlines(&ids);
+        self.dead_letter(&dropped, Reason::Maxlen);
+        self.pager.discard(&dropped);
+        if let Some(storage) = &mut self.storage {
+            storage.removed(&dropped);
+        }
     }
 
     /// Settled messages need no expiry any more.

@@ -428,6 +428,7 @@ impl VHost {
                     auto_delete: req.auto_delete,
                     arguments: req.arguments.clone(),
                     stored,
+                    rejects_publish: Default::default(),
                     tx,
                 },
                 args,
