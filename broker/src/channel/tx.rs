@@ -290,3 +290,45 @@ impl Channel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(tx: &mut Tx) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        while tx.has_news() {
+            if let Some(owed) = tx.owed.pop_front() {
+                out.push(match owed.reply {
+                    AMQPMethod::SelectOk(_) => "select-ok",
+                    AMQPMethod::CommitOk(_) => "commit-ok",
+                    AMQPMethod::RollbackOk(_) => "rollback-ok",
+                    _ => "other",
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn replies_wait_in_order_behind_a_commit_on_its_way_to_disk() {
+        let mut tx = Tx::default();
+        tx.owe(None, AMQPMethod::SelectOk(amqp_tx::SelectOk {}));
+        tx.owe(Some(1), AMQPMethod::CommitOk(amqp_tx::CommitOk {}));
+        tx.owe(None, AMQPMethod::CommitOk(amqp_tx::CommitOk {}));
+        assert_eq!(replies(&mut tx), ["select-ok"]);
+        tx.stored(2, true).unwrap();
+        assert!(replies(&mut tx).is_empty());
+        tx.stored(1, true).unwrap();
+        assert_eq!(replies(&mut tx), ["commit-ok", "commit-ok"]);
+    }
+
+    #[test]
+    fn a_commit_that_failed_to_store_is_a_406() {
+        let mut tx = Tx::default();
+        tx.owe(Some(1), AMQPMethod::CommitOk(amqp_tx::CommitOk {}));
+        let e = tx.stored(1, false).unwrap_err();
+        assert_eq!(e.text, "PRECONDITION_FAILED - partial tx completion");
+        assert_eq!((e.class_id, e.method_id), (90, 20));
+    }
+}
