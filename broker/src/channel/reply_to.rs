@@ -56,13 +56,9 @@ impl Default for ReplyConsumers {
 
 impl ReplyConsumers {
     fn shard(&self, key: u128) -> MutexGuard<'_, HashMap<u128, ReplyTarget>> {
-        // The key is random, so its low bits spread keys evenly over the shards.
-        let i = (key % SHARDS as u128) as usize;
-        let shard = match self.shards.get(i) {
-            Some(s) => s,
-            // Unreachable (i < SHARDS); the first shard keeps this panic-free.
-            None => &self.shards[0],
-        };
+        // The key is random, so its low bits spread keys evenly over the shards; the modulo
+        // keeps the index in bounds.
+        let shard = &self.shards[(key % SHARDS as u128) as usize];
         // A poisoned shard only means a panic elsewhere mid-insert; the map is still usable.
         shard.lock().unwrap_or_else(|p| p.into_inner())
     }
