@@ -360,16 +360,39 @@ async fn tx_select_after_confirm_select_is_refused_on_the_wire_with_406() {
 }
 
 #[tokio::test]
-async fn tx_select_alone_is_not_implemented_yet_540() {
-    // Transactions are not part of this broker yet: tx.select is refused as RabbitMQ refuses
-    // methods it does not implement, with a connection-level 540.
+async fn tx_select_alone_is_answered_with_select_ok() {
     let broker = TestBroker::start().await;
     let mut raw = RawClient::open(broker.addr).await;
     raw.open_channel(1).await;
     raw.send_method(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})))
         .await;
-    let (code, text, class, method) = raw.expect_connection_close().await;
-    assert_eq!(code, 540);
-    assert!(text.starts_with("NOT_IMPLEMENTED - "), "{text}");
-    assert_eq!((class, method), (90, 10));
+    let reply = raw.next_method().await;
+    assert!(
+        matches!(reply, AMQPClass::Tx(tx::AMQPMethod::SelectOk(_))),
+        "expected tx.select-ok, got {reply:?}"
+    );
+}
+
+#[tokio::test]
+async fn confirm_select_on_a_transactional_channel_closes_it_with_406() {
+    let broker = TestBroker::start().await;
+    let mut raw = RawClient::open(broker.addr).await;
+    raw.open_channel(1).await;
+    raw.send_method(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})))
+        .await;
+    raw.next_method().await;
+    raw.send_method(
+        1,
+        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+            nowait: false,
+        })),
+    )
+    .await;
+    let (channel, code, text, class, method) = raw.expect_channel_close().await;
+    assert_eq!((channel, code), (1, 406));
+    assert_eq!(
+        text,
+        "PRECONDITION_FAILED - cannot switch from tx to confirm mode"
+    );
+    assert_eq!((class, method), (85, 10));
 }

@@ -213,6 +213,7 @@ async fn connection_start_carries_server_properties_and_capabilities() {
             "basic.nack",
             "connection.blocked",
             "consumer_cancel_notify",
+            "direct_reply_to",
             "per_consumer_qos",
             "publisher_confirms",
         ]

@@ -81,7 +81,7 @@ fn all_properties() -> BasicProperties {
         .with_delivery_mode(2)
         .with_priority(7)
         .with_correlation_id("corr-42".into())
-        .with_reply_to("amq.rabbitmq.reply-to".into())
+        .with_reply_to("replies-for-corr-42".into())
         .with_expiration("60000".into())
         .with_message_id("msg-1".into())
         .with_timestamp(1_700_000_123)

@@ -72,7 +72,6 @@ async fn rpc_quotes_come_back_and_a_slow_call_times_out_with_a_reply_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support for direct reply-to, amq.rabbitmq.reply-to (issue 5)"]
 async fn rpc_quotes_come_back_over_direct_reply_to() {
     let broker = TestBroker::start().await;
     let outcome = within(rpc::run(&broker.url(), 4, ReplyTo::Direct))

@@ -37,6 +37,8 @@ pub struct BrokerShared {
     pub(crate) persistence: Arc<Persistence>,
     /// The open connections (for the management API, and to close a deleted user's).
     pub connections: Connections,
+    /// Direct reply-to consumers, so a reply reaches its requester's connection.
+    pub replies: Arc<crate::channel::reply_to::ReplyConsumers>,
     /// Serialises changes of users, vhosts, permissions and policies (management API writes).
     pub(crate) admin: tokio::sync::Mutex<()>,
     /// Bumped whenever users or permissions change, so open connections re-read theirs.
@@ -125,6 +127,7 @@ impl BrokerShared {
             alarm,
             persistence,
             connections: Connections::default(),
+            replies: Arc::default(),
             admin: tokio::sync::Mutex::new(()),
             access_version: AtomicU64::new(0),
             next_connection_id: AtomicU64::new(1),

@@ -82,7 +82,6 @@ async fn calls_are_answered_through_an_exclusive_reply_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support for direct reply-to, amq.rabbitmq.reply-to (issue 5)"]
 async fn calls_are_answered_through_direct_reply_to() {
     calls_are_answered(ReplyTo::Direct).await;
 }

@@ -106,6 +106,45 @@ def main(url):
     expect(again == [b"0", b"1", b"2"], f"redelivery order {again!r}")
     ch4.cancel()
     ch4.queue_delete("pika.redeliver")
+
+    # transactions: a publish shows only after commit, a rollback drops it
+    tx = conn.channel()
+    tx.tx_select()
+    tx.queue_declare("pika.tx")
+    tx.basic_publish("", "pika.tx", b"rolled back")
+    tx.tx_rollback()
+    tx.basic_publish("", "pika.tx", b"committed")
+    expect(tx.queue_declare("pika.tx", passive=True).method.message_count == 0,
+           "uncommitted publish visible")
+    tx.tx_commit()
+    method, _, body = tx.basic_get("pika.tx", auto_ack=True)
+    expect(body == b"committed", f"after commit: {body!r}")
+    expect(tx.basic_get("pika.tx") == (None, None, None), "rolled-back publish delivered")
+    tx.queue_delete("pika.tx")
+    tx.close()
+
+    # direct reply-to: an RPC round trip without a reply queue
+    client = conn.channel()
+    server = conn.channel()
+    server.queue_declare("pika.rpc")
+    replies = []
+    client.basic_consume("amq.rabbitmq.reply-to",
+                         lambda c, m, p, body: replies.append((p.correlation_id, body)),
+                         auto_ack=True)
+    client.basic_publish("", "pika.rpc", b"ping", pika.BasicProperties(
+        reply_to="amq.rabbitmq.reply-to", correlation_id="rpc-1"))
+    method, props, body = server.basic_get("pika.rpc", auto_ack=True)
+    expect(props.reply_to.startswith("amq.rabbitmq.reply-to."),
+           f"reply_to not rewritten: {props.reply_to!r}")
+    server.basic_publish("", props.reply_to, b"pong",
+                         pika.BasicProperties(correlation_id=props.correlation_id))
+    conn.process_data_events(time_limit=0)
+    for _ in range(100):
+        if replies:
+            break
+        conn.process_data_events(time_limit=0.1)
+    expect(replies == [("rpc-1", b"pong")], f"direct reply-to replies {replies!r}")
+    server.queue_delete("pika.rpc")
     conn.close()
     print("pika check passed")
 

@@ -27,7 +27,9 @@ impl Channel {
         match m {
             AMQPMethod::Consume(c) => self.consume(ctx, c).await,
             AMQPMethod::Cancel(c) => {
-                self.cancel(c.consumer_tag.as_str()).await;
+                if !self.cancel_reply_consumer(c.consumer_tag.as_str()) {
+                    self.cancel(c.consumer_tag.as_str()).await;
+                }
                 if !c.nowait {
                     self.send_basic(
                         ctx,
@@ -97,10 +99,11 @@ impl Channel {
                 ))));
             }
         }
+        let properties = self.rewrite_reply_to(header.properties).map_err(during)?;
         let message = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
-            properties: header.properties,
+            properties,
             summary: header.summary,
             body,
         });
@@ -109,6 +112,11 @@ impl Channel {
         self.write_cache
             .check(&ctx.access, message.exchange.as_str())
             .map_err(during)?;
+        if message.exchange.is_empty()
+            && super::reply_to::is_reply_address(message.routing_key.as_str())
+        {
+            return self.publish_reply(ctx, message, publish.mandatory).await;
+        }
         {
             // The snapshot guard is dropped before any `.await` below.
             let topology = ctx.vhost.topology();
@@ -141,6 +149,12 @@ impl Channel {
                 headers.as_ref(),
                 &mut self.routing,
             );
+        }
+        if self.tx.is_some() {
+            let queues = self.routing.queues.drain(..).collect();
+            let destination = super::tx::Destination::Queues(queues);
+            self.tx_publish(message, publish.mandatory, destination);
+            return Ok(());
         }
         // Confirm mode: a persistent message going to queues that store it is confirmed only
         // once each of them has it on disk, and a queue that may refuse it (overflow
@@ -215,6 +229,9 @@ impl Channel {
 
     async fn consume(&mut self, ctx: &mut ConnCtx, c: amqp_basic::Consume) -> AmqpResult<()> {
         let queue_name = self.queue_name(c.queue.as_str())?;
+        if queue_name == super::reply_to::PSEUDO_QUEUE {
+            return self.consume_reply_to(ctx, c);
+        }
         ctx.access.check(Perm::Read, Resource::Queue, &queue_name)?;
         let queue = ctx.vhost.queue(&queue_name, ctx.id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
@@ -222,7 +239,9 @@ impl Channel {
         } else {
             c.consumer_tag.as_str().to_string()
         };
-        if self.consumers.contains_key(&tag) {
+        if self.consumers.contains_key(&tag)
+            || self.reply_consumer.as_ref().is_some_and(|r| r.tag() == tag)
+        {
             return Err(AmqpError::not_allowed(format_args!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
@@ -327,6 +346,11 @@ impl Channel {
     }
 
     pub(super) async fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+        if self.tx.is_some() {
+            return self
+                .tx_settle(tag, multiple, None)
+                .map_err(|e| e.during(60, 80));
+        }
         let entries = self
             .take_unacked(tag, multiple)
             .map_err(|e| e.during(60, 80))?;
@@ -344,6 +368,11 @@ impl Channel {
         requeue: bool,
         method_id: u16,
     ) -> AmqpResult<()> {
+        if self.tx.is_some() {
+            return self
+                .tx_settle(tag, multiple, Some(requeue))
+                .map_err(|e| e.during(60, method_id));
+        }
         let entries = self
             .take_unacked(tag, multiple)
             .map_err(|e| e.during(60, method_id))?;

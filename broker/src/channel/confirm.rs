@@ -50,6 +50,30 @@ impl Drop for ConfirmGuard {
     }
 }
 
+/// `guards` guards sharing one token: when the last is dropped, the connection gets
+/// `ConnMsg::Confirmed` for (`channel`, `epoch`, `seq`). Also how a transaction's commit-ok
+/// waits for its stored messages.
+pub fn guards_for(
+    conn: &ConnHandle,
+    channel: ChannelId,
+    epoch: u64,
+    seq: u64,
+    guards: usize,
+) -> Vec<ConfirmGuard> {
+    if guards == 0 {
+        return Vec::new();
+    }
+    let token = Arc::new(ConfirmToken {
+        conn: conn.clone(),
+        channel,
+        epoch,
+        seq,
+        remaining: AtomicUsize::new(guards),
+        failed: AtomicBool::new(false),
+    });
+    (0..guards).map(|_| ConfirmGuard(token.clone())).collect()
+}
+
 /// A channel's confirm-mode bookkeeping.
 #[derive(Debug, Default)]
 pub struct Confirms {
@@ -81,15 +105,7 @@ impl Confirms {
             return Vec::new();
         }
         self.outstanding.insert(seq);
-        let token = Arc::new(ConfirmToken {
-            conn: conn.clone(),
-            channel,
-            epoch,
-            seq,
-            remaining: AtomicUsize::new(guards),
-            failed: AtomicBool::new(false),
-        });
-        (0..guards).map(|_| ConfirmGuard(token.clone())).collect()
+        guards_for(conn, channel, epoch, seq, guards)
     }
 
     /// A publish's queues are all done.

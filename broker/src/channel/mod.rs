@@ -1,13 +1,16 @@
 //! A channel: plain state inside its connection task. It assembles publishes, routes them
 //! through the vhost snapshot into queue mailboxes, tracks consumers, prefetch credit and
 //! unacked deliveries, and counts publisher confirms. One file per AMQP class holds the
-//! method handlers (`basic.rs`, `queue.rs`, `exchange.rs`).
+//! method handlers (`basic.rs`, `queue.rs`, `exchange.rs`, `tx.rs`); `reply_to.rs` is
+//! RabbitMQ's direct reply-to.
 
 pub mod assembler;
 mod basic;
 pub mod confirm;
 mod exchange;
 mod queue;
+pub mod reply_to;
+mod tx;
 pub mod unacked;
 
 use crate::access::WriteCache;
@@ -65,6 +68,10 @@ pub struct Channel {
     routing: crate::vhost::Routing,
     /// Exchanges this channel may publish to, so a publish rarely runs a pattern.
     write_cache: WriteCache,
+    /// Set by tx.select: the open transaction's publishes and acks, and owed tx replies.
+    tx: Option<tx::Tx>,
+    /// The consumer of `amq.rabbitmq.reply-to` (direct reply-to), if any.
+    reply_consumer: Option<reply_to::ReplyConsumer>,
 }
 
 impl Channel {
@@ -88,6 +95,8 @@ impl Channel {
             last_queue: None,
             routing: crate::vhost::Routing::default(),
             write_cache: WriteCache::default(),
+            tx: None,
+            reply_consumer: None,
         }
     }
 
@@ -143,17 +152,7 @@ impl Channel {
             AMQPClass::Confirm(amq_protocol::protocol::confirm::AMQPMethod::Select(s)) => {
                 self.confirm_select(ctx, s.nowait)
             }
-            AMQPClass::Tx(amq_protocol::protocol::tx::AMQPMethod::Select(_)) => {
-                if self.confirm.is_some() {
-                    Err(AmqpError::precondition_failed(
-                        "cannot switch from confirm to tx mode",
-                    ))
-                } else {
-                    Err(AmqpError::not_implemented(
-                        "transactions (tx.select) are not supported yet",
-                    ))
-                }
-            }
+            AMQPClass::Tx(m) => self.tx_method(ctx, m).await,
             AMQPClass::Access(_) => Err(AmqpError::command_invalid(
                 "access.request is obsolete and not supported",
             )),
@@ -209,6 +208,12 @@ impl Channel {
     }
 
     fn confirm_select(&mut self, ctx: &mut ConnCtx, nowait: bool) -> AmqpResult<()> {
+        if self.tx.is_some() {
+            // rabbitmq-compat: rabbit_channel.erl's text.
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from tx to confirm mode",
+            ));
+        }
         if self.confirm.is_none() {
             self.confirm = Some(Confirms::default());
         }
@@ -224,20 +229,24 @@ impl Channel {
     }
 
     /// Sends basic.ack (and basic.nack) for every publish settled since the last flush,
-    /// coalesced with `multiple`. Called once per batch of frames or mailbox messages.
+    /// coalesced with `multiple`, and the tx.commit-oks whose messages reached the disk.
+    /// Called once per batch of frames or mailbox messages.
     pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
         if let Some(c) = &mut self.confirm {
             if c.has_news() {
                 c.flush(&mut ctx.out.buf, self.id);
             }
         }
+        self.flush_tx(ctx);
     }
 
-    /// A confirm-mode publish has been stored by all its durable queues (or failed to be).
-    pub fn confirmed(&mut self, seq: u64, ok: bool) {
+    /// A confirm-mode publish (or a transaction's commit) has been stored by all its durable
+    /// queues, or failed to be; a failed commit is an error that closes the channel.
+    pub fn confirmed(&mut self, seq: u64, ok: bool) -> AmqpResult<()> {
         if let Some(c) = &mut self.confirm {
             c.complete(seq, ok);
         }
+        self.tx_stored(seq, ok)
     }
 
     /// Writes a delivery from a queue, or gives it back if its consumer is gone.
@@ -304,6 +313,8 @@ impl Channel {
     /// consumers, then return every unacked message to its queue marked redelivered.
     pub async fn release(&mut self) {
         self.assembler.reset();
+        self.reply_consumer = None;
+        self.tx_release();
         for (_, c) in self.consumers.drain() {
             let _ = c.queue.send(QueueCmd::Cancel { consumer: c.shared }).await;
         }

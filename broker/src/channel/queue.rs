@@ -1,7 +1,7 @@
 //! queue.* methods: declare, bind, unbind, purge, delete.
 
 use super::exchange::string_argument;
-use super::Channel;
+use super::{reply_to, Channel};
 use crate::access::{Perm, Resource};
 use crate::connection::outbound::short;
 use crate::connection::ConnCtx;
@@ -108,6 +108,32 @@ impl Channel {
         }
     }
 
+    /// rabbitmq-compat: a queue.declare (passive or not) of `amq.rabbitmq.reply-to` succeeds
+    /// with no messages and no consumers, and of a reply address as long as its consumer is
+    /// there (`declare_fast_reply_to` in rabbit_channel.erl); otherwise 404.
+    fn declare_reply_to(
+        &mut self,
+        ctx: &mut ConnCtx,
+        name: String,
+        nowait: bool,
+    ) -> AmqpResult<()> {
+        if !ctx.replies.exists(&name) {
+            return Err(AmqpError::no_queue(&name, &ctx.vhost.name));
+        }
+        if !nowait {
+            self.send_queue(
+                ctx,
+                AMQPMethod::DeclareOk(amqp_queue::DeclareOk {
+                    queue: short(&name),
+                    message_count: 0,
+                    consumer_count: 0,
+                }),
+            );
+        }
+        self.last_queue = Some(name);
+        Ok(())
+    }
+
     fn send_queue(&self, ctx: &mut ConnCtx, m: AMQPMethod) {
         ctx.out.method(self.id, AMQPClass::Queue(m));
     }
@@ -119,6 +145,9 @@ impl Channel {
         } else {
             self.queue_name(d.queue.as_str())?
         };
+        if name == reply_to::PSEUDO_QUEUE || reply_to::is_reply_address(&name) {
+            return self.declare_reply_to(ctx, name, d.nowait);
+        }
         if !d.passive {
             check_declare_permitted(ctx, &name, &d.arguments)?;
         }

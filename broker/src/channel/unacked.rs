@@ -76,6 +76,53 @@ impl UnackedSet {
         self.entries.drain(..).filter_map(|(_, e)| e).collect()
     }
 
+    /// What an ack, nack or reject names, with the delivery tags: one tag, or with `multiple`
+    /// every tag up to it (0 = all). `None` when the tag is not unacked.
+    pub fn take(&mut self, tag: u64, multiple: bool) -> Option<Vec<(u64, Unacked)>> {
+        if multiple && tag == 0 {
+            self.live = 0;
+            return Some(
+                self.entries
+                    .drain(..)
+                    .filter_map(|(t, e)| e.map(|e| (t, e)))
+                    .collect(),
+            );
+        }
+        if !self.contains(tag) {
+            return None;
+        }
+        if !multiple {
+            return self.remove(tag).map(|e| vec![(tag, e)]);
+        }
+        let mut out = Vec::new();
+        while let Some((t, _)) = self.entries.front() {
+            if *t > tag {
+                break;
+            }
+            if let Some((t, Some(e))) = self.entries.pop_front() {
+                out.push((t, e));
+            }
+        }
+        self.live -= out.len();
+        Some(out)
+    }
+
+    /// Puts back an entry taken out earlier (a rolled-back transaction), at its place by tag.
+    pub fn restore(&mut self, tag: u64, entry: Unacked) {
+        match self.entries.binary_search_by_key(&tag, |(t, _)| *t) {
+            Ok(i) => {
+                if let Some(slot @ (_, None)) = self.entries.get_mut(i) {
+                    slot.1 = Some(entry);
+                    self.live += 1;
+                }
+            }
+            Err(i) => {
+                self.entries.insert(i, (tag, Some(entry)));
+                self.live += 1;
+            }
+        }
+    }
+
     fn trim(&mut self) {
         while matches!(self.entries.front(), Some((_, None))) {
             self.entries.pop_front();

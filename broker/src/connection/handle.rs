@@ -28,6 +28,15 @@ pub enum ConnMsg {
         seq: u64,
         ok: bool,
     },
+    /// A direct reply-to reply for the reply consumer `key` of `channel` (no queue on the way;
+    /// dropped if that consumer is gone by now). Not bounded by credit: a reply consumer is
+    /// no-ack, and the responder's publish rate is the bound, as in RabbitMQ.
+    Reply {
+        channel: u16,
+        epoch: u64,
+        key: u128,
+        message: Arc<Message>,
+    },
     /// The queue was deleted: the consumer is gone (basic.cancel to clients that asked for it).
     ConsumerCancelled {
         consumer: Arc<ConsumerShared>,

@@ -322,6 +322,7 @@ fn server_properties() -> FieldTable {
         "per_consumer_qos",
         "authentication_failure_close",
         "connection.blocked",
+        "direct_reply_to",
     ] {
         caps.insert(cap.into(), AMQPValue::Boolean(true));
     }

@@ -66,6 +66,8 @@ pub struct ConnCtx {
     pub channels_opened: u64,
     /// Set when a channel counted a publish in confirm mode since the last flush.
     pub confirms_pending: bool,
+    /// The broker's direct reply-to consumers.
+    pub replies: Arc<crate::channel::reply_to::ReplyConsumers>,
 }
 
 /// The read side of the socket with what has been read and the frame decoder.
@@ -190,6 +192,7 @@ async fn serve_inner(
             confirms_pending: false,
             publishes: false,
             channels_opened: 0,
+            replies: broker.replies.clone(),
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,
@@ -580,8 +583,28 @@ impl Connection {
                 ok,
             } => {
                 if let Some(ch) = self.channels.get_mut(&channel).filter(|c| c.epoch == epoch) {
-                    ch.confirmed(seq, ok);
                     self.ctx.confirms_pending = true;
+                    if let Err(e) = ch.confirmed(seq, ok) {
+                        if ch.state == ChannelState::Open && self.closing_since.is_none() {
+                            info!(channel, code = e.code.code(), text = %e.text, "closing channel");
+                            self.ctx.out.channel_close(channel, &e);
+                            ch.state = ChannelState::Closing;
+                            ch.release().await;
+                        }
+                    }
+                }
+            }
+            ConnMsg::Reply {
+                channel,
+                epoch,
+                key,
+                message,
+            } => {
+                let open = self.closing_since.is_none();
+                if let Some(ch) = self.channels.get_mut(&channel).filter(|c| c.epoch == epoch) {
+                    if open {
+                        ch.deliver_reply(&mut self.ctx, key, &message);
+                    }
                 }
             }
             ConnMsg::ConsumerCancelled { consumer } => {

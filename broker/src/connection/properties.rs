@@ -316,6 +316,38 @@ pub fn walk_basic_properties(props: &Bytes) -> Result<PropertySummary, WalkError
     Ok(summary)
 }
 
+/// Where the `reply-to` property's text sits in a property list already validated by
+/// [`walk_basic_properties`], or `None` when it is absent. Only publishes that set reply-to
+/// pay for this walk (direct reply-to looks for `amq.rabbitmq.reply-to`).
+pub fn reply_to_range(props: &[u8]) -> Option<Range<usize>> {
+    let flags = u16::from_be_bytes([*props.first()?, *props.get(1)?]);
+    let present = |bit: u16| flags & (1 << bit) != 0;
+    if !present(9) {
+        return None;
+    }
+    let mut w = Walker::new(props);
+    w.take(2, "").ok()?;
+    if present(15) {
+        w.short_str("").ok()?;
+    }
+    if present(14) {
+        w.short_str("").ok()?;
+    }
+    if present(13) {
+        w.table(0).ok()?;
+    }
+    if present(12) {
+        w.octet("").ok()?;
+    }
+    if present(11) {
+        w.octet("").ok()?;
+    }
+    if present(10) {
+        w.short_str("").ok()?;
+    }
+    w.short_str("").ok()
+}
+
 /// A `ShortStr` sharing `props`' buffer; the walker already checked length and UTF-8, so the
 /// error branch is unreachable but keeps the codec panic-free.
 fn shared_str(props: &Bytes, range: Range<usize>) -> Result<ShortStr, WalkError> {
@@ -511,6 +543,14 @@ pub(crate) mod tests {
             if let (Ok(summary), Some(parsed)) = (summary, parsed) {
                 prop_assert_eq!(summary, summary_of(&parsed));
             }
+        }
+
+        #[test]
+        fn reply_to_range_finds_the_reply_to_property(p in basic_properties()) {
+            let bytes = props_bytes(&p);
+            let found = reply_to_range(&bytes).map(|r| &bytes[r]);
+            let expected = p.reply_to().as_ref().map(|s| s.as_str().as_bytes());
+            prop_assert_eq!(found, expected);
         }
 
         /// Whatever the walk accepts after a byte flip or truncation, amq-protocol accepts too.
