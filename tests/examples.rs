@@ -115,7 +115,6 @@ async fn task_queue_with_broker_dead_lettering_marks_poison_the_same_way() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs broker support for x-max-priority (issue 5)"]
 async fn premium_submissions_with_a_higher_priority_are_judged_first() {
     use warren_client::{Message, Publisher, PublisherOptions};
     let broker = TestBroker::start().await;

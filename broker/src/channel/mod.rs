@@ -354,6 +354,8 @@ pub async fn return_undelivered(d: Delivery) {
         QueueCmd::Restore(crate::queue::messages::Entry {
             id: d.msg_id,
             size: crate::queue::messages::size_of(Some(&d.message), None, None),
+            // The queue puts it back at its priority.
+            level: 0,
             message: Some(d.message),
             redelivered: d.redelivered,
             // A no-ack delivery was already removed from the store when it was handed out.

@@ -29,6 +29,8 @@ pub struct Entry {
     /// What it counts toward `x-max-length-bytes`: the body's length, or for a message read
     /// from disk its record's length (an upper bound of its body).
     pub size: u32,
+    /// Its priority level (0 in a queue without priorities).
+    pub level: u8,
 }
 
 /// The size an entry counts for: its body if held, else its record on disk.
@@ -67,34 +69,99 @@ const REDELIVERED: u8 = 2;
 /// No disk copy (writing the page file failed): the message is in `Messages::pinned`.
 const PINNED: u8 = 4;
 
+/// The ready messages of one priority level.
 #[derive(Debug, Default)]
+struct Level {
+    ready: VecDeque<Entry>,
+    /// Ready messages after all of `ready`, waiting on disk.
+    tail: VecDeque<Paged>,
+    returned: BTreeMap<u64, Entry>,
+}
+
+impl Level {
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.tail.is_empty() && self.returned.is_empty()
+    }
+
+    /// The id of this level's next message: the older of the returned and queue heads.
+    fn head_id(&self) -> Option<u64> {
+        let head = match (self.ready.front(), self.tail.front()) {
+            (Some(e), _) => Some(e.id),
+            (None, Some(p)) => Some(p.id),
+            (None, None) => None,
+        };
+        match (self.returned.keys().next(), head) {
+            (Some(r), Some(h)) => Some((*r).min(h)),
+            (r, h) => r.copied().or(h),
+        }
+    }
+}
+
+/// A queue's messages. Without priorities there is one level; a priority queue
+/// (`x-max-priority` N) has N + 1, and the highest non-empty level is served first, FIFO
+/// within a level.
+#[derive(Debug)]
 pub struct Messages {
     next_id: u64,
     /// Sum of the sizes of the ready messages.
     ready_bytes: u64,
+    /// How many messages are ready (in every level).
+    ready_count: usize,
     /// Bytes of ready messages held in memory (paged-out ones excluded).
     resident: usize,
-    ready: VecDeque<Entry>,
-    /// Ready messages after all of `ready`, waiting on disk.
-    tail: VecDeque<Paged>,
+    levels: Vec<Level>,
     /// Tail messages that could not be written out (rare: the page file failed).
     pinned: HashMap<u64, Arc<Message>>,
-    returned: BTreeMap<u64, Entry>,
     unacked: HashMap<u64, Entry>,
 }
 
+impl Default for Messages {
+    fn default() -> Self {
+        Messages::with_priorities(None)
+    }
+}
+
 impl Messages {
+    /// Messages of a queue with priorities 0..=`max` (None: one level, plain FIFO).
+    pub fn with_priorities(max: Option<u8>) -> Messages {
+        let levels = usize::from(max.unwrap_or(0)) + 1;
+        Messages {
+            next_id: 0,
+            ready_bytes: 0,
+            ready_count: 0,
+            resident: 0,
+            levels: (0..levels).map(|_| Level::default()).collect(),
+            pinned: HashMap::new(),
+            unacked: HashMap::new(),
+        }
+    }
+
+    /// The level a message with `priority` goes to (priorities above the maximum count as
+    /// the maximum, as in RabbitMQ).
+    pub fn level_of(&self, priority: Option<u8>) -> u8 {
+        let top = u8::try_from(self.levels.len().saturating_sub(1)).unwrap_or(u8::MAX);
+        priority.unwrap_or(0).min(top)
+    }
+
+    fn level_mut(&mut self, level: u8) -> &mut Level {
+        let i = usize::from(level).min(self.levels.len().saturating_sub(1));
+        // `levels` is never empty (at least one level is made).
+        &mut self.levels[i]
+    }
+
     /// The id the next pushed message will get.
     pub fn next_id(&self) -> u64 {
         self.next_id + 1
     }
 
-    /// Appends a new message (`None`: already paged out; then `location` or `page` is set).
+    /// Appends a new message at priority `level` (`None`: already paged out; then
+    /// `location` or `page` is set).
     pub fn push(
         &mut self,
         message: Option<Arc<Message>>,
         location: Option<Location>,
         page: Option<Location>,
+        level: u8,
     ) {
         self.next_id += 1;
         let size = size_of(message.as_ref(), location, page);
@@ -105,6 +172,7 @@ impl Messages {
             location,
             page,
             size,
+            level,
         };
         self.enqueue(entry);
     }
@@ -112,10 +180,12 @@ impl Messages {
     /// Appends to `ready`, or to the tail once paging has started (order is kept: the tail
     /// always follows `ready`).
     fn enqueue(&mut self, entry: Entry) {
-        if self.tail.is_empty() && entry.message.is_some() {
+        self.ready_count += 1;
+        let level = entry.level;
+        if self.level_mut(level).tail.is_empty() && entry.message.is_some() {
             self.resident += entry.resident();
             self.ready_bytes += u64::from(entry.size);
-            self.ready.push_back(entry);
+            self.level_mut(level).ready.push_back(entry);
             return;
         }
         let (location, mut flags) = match (entry.location, entry.page) {
@@ -138,7 +208,7 @@ impl Messages {
             flags,
         };
         self.ready_bytes += u64::from(self.paged_size(&paged));
-        self.tail.push_back(paged);
+        self.level_mut(level).tail.push_back(paged);
     }
 
     /// The size a paged entry counts for (the same going in and coming out).
@@ -150,12 +220,15 @@ impl Messages {
         }
     }
 
-    /// Whether the queue is paging: new messages must then go to disk too, to stay in order.
-    pub fn has_tail(&self) -> bool {
-        !self.tail.is_empty()
+    /// Whether priority `level` is paging: new messages must then go to disk too, to stay
+    /// in order.
+    pub fn has_tail(&self, level: u8) -> bool {
+        self.levels
+            .get(usize::from(level))
+            .is_some_and(|l| !l.tail.is_empty())
     }
 
-    fn unpage(&mut self, p: Paged) -> Entry {
+    fn unpage(&mut self, p: Paged, level: u8) -> Entry {
         let size = self.paged_size(&p);
         let message = if p.flags & PINNED != 0 {
             self.pinned.remove(&p.id)
@@ -177,6 +250,7 @@ impl Messages {
             location,
             page,
             size,
+            level,
         }
     }
 
@@ -203,7 +277,7 @@ impl Messages {
 
     /// Ready messages (what declare-ok and get-ok report as the message count).
     pub fn ready_len(&self) -> usize {
-        self.ready.len() + self.tail.len() + self.returned.len()
+        self.ready_count
     }
 
     pub fn unacked_len(&self) -> usize {
@@ -211,46 +285,47 @@ impl Messages {
     }
 
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty() || !self.tail.is_empty() || !self.returned.is_empty()
+        self.ready_count > 0
+    }
+
+    /// The highest level holding ready messages.
+    fn top_level(&self) -> Option<usize> {
+        self.levels.iter().rposition(|l| !l.is_empty())
     }
 
     /// The id of the message `pop` would take next.
     pub fn head_id(&self) -> Option<u64> {
-        let head = match (self.ready.front(), self.tail.front()) {
-            (Some(e), _) => Some(e.id),
-            (None, Some(p)) => Some(p.id),
-            (None, None) => None,
-        };
-        match (self.returned.keys().next(), head) {
-            (Some(r), Some(h)) => Some((*r).min(h)),
-            (r, h) => r.copied().or(h),
-        }
+        self.levels.get(self.top_level()?)?.head_id()
     }
 
-    /// Takes the oldest ready message.
+    /// Takes the next ready message: from the highest non-empty level, the oldest there.
     pub fn pop(&mut self) -> Option<Entry> {
-        // The head of the queue proper: `ready` first, then the tail (which follows it).
-        let head_id = match (self.ready.front(), self.tail.front()) {
+        let top = self.top_level()?;
+        let level = self.levels.get_mut(top)?;
+        // The head of the level proper: `ready` first, then the tail (which follows it).
+        let head_id = match (level.ready.front(), level.tail.front()) {
             (Some(e), _) => Some(e.id),
             (None, Some(p)) => Some(p.id),
             (None, None) => None,
         };
-        let returned_first = match (self.returned.keys().next(), head_id) {
+        let returned_first = match (level.returned.keys().next(), head_id) {
             (Some(r), Some(h)) => *r < h,
             (Some(_), None) => true,
             (None, _) => false,
         };
         let entry = if returned_first {
-            let (_, entry) = self.returned.pop_first()?;
+            let (_, entry) = level.returned.pop_first()?;
             self.resident -= entry.resident();
             entry
-        } else if let Some(entry) = self.ready.pop_front() {
+        } else if let Some(entry) = level.ready.pop_front() {
             self.resident -= entry.resident();
             entry
         } else {
-            let paged = self.tail.pop_front()?;
-            self.unpage(paged)
+            let paged = level.tail.pop_front()?;
+            let n = u8::try_from(top).unwrap_or(u8::MAX);
+            self.unpage(paged, n)
         };
+        self.ready_count = self.ready_count.saturating_sub(1);
         self.ready_bytes = self.ready_bytes.saturating_sub(u64::from(entry.size));
         Some(entry)
     }
@@ -275,7 +350,8 @@ impl Messages {
                 e.redelivered |= delivered;
                 self.resident += e.resident();
                 self.ready_bytes += u64::from(e.size);
-                self.returned.insert(e.id, e);
+                self.ready_count += 1;
+                self.level_mut(e.level).returned.insert(e.id, e);
             }
         }
     }
@@ -284,31 +360,39 @@ impl Messages {
     pub fn unpop(&mut self, entry: Entry) {
         self.resident += entry.resident();
         self.ready_bytes += u64::from(entry.size);
-        self.returned.insert(entry.id, entry);
+        self.ready_count += 1;
+        self.level_mut(entry.level).returned.insert(entry.id, entry);
     }
 
     /// Gives memory back once a large backlog has drained: a deque keeps the capacity of its
     /// largest size, which for millions of paged-out entries is hundreds of MiB.
     pub fn shrink_if_drained(&mut self) {
-        let cap = self.ready.capacity();
-        if cap > 4096 && self.ready.len() < cap / 4 {
-            self.ready.shrink_to(self.ready.len() * 2);
-        }
-        let cap = self.tail.capacity();
-        if cap > 4096 && self.tail.len() < cap / 4 {
-            self.tail.shrink_to(self.tail.len() * 2);
+        for level in &mut self.levels {
+            let cap = level.ready.capacity();
+            if cap > 4096 && level.ready.len() < cap / 4 {
+                level.ready.shrink_to(level.ready.len() * 2);
+            }
+            let cap = level.tail.capacity();
+            if cap > 4096 && level.tail.len() < cap / 4 {
+                level.tail.shrink_to(level.tail.len() * 2);
+            }
         }
     }
 
     /// Drops every ready message and returns them.
     pub fn purge(&mut self) -> Vec<Entry> {
-        let mut purged: Vec<Entry> = std::mem::take(&mut self.returned).into_values().collect();
-        purged.extend(self.ready.drain(..));
-        let tail = std::mem::take(&mut self.tail);
-        purged.extend(tail.into_iter().map(|p| self.unpage(p)));
+        let mut purged = Vec::with_capacity(self.ready_count);
+        let levels: Vec<Level> = self.levels.iter_mut().map(std::mem::take).collect();
+        for (n, level) in levels.into_iter().enumerate() {
+            let n = u8::try_from(n).unwrap_or(u8::MAX);
+            purged.extend(level.returned.into_values());
+            purged.extend(level.ready);
+            purged.extend(level.tail.into_iter().map(|p| self.unpage(p, n)));
+        }
         self.pinned.clear();
         self.resident = 0;
         self.ready_bytes = 0;
+        self.ready_count = 0;
         purged
     }
 }
@@ -342,7 +426,7 @@ mod tests {
     fn fifo_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c"] {
-            m.push(Some(msg(b)), None, None);
+            m.push(Some(msg(b)), None, None, 0);
         }
         assert_eq!(m.ready_len(), 3);
         let got: Vec<_> = bodies(&mut m).into_iter().map(|(b, _)| b).collect();
@@ -353,7 +437,7 @@ mod tests {
     fn requeued_messages_return_ahead_of_newer_ones_in_original_order() {
         let mut m = Messages::default();
         for b in ["a", "b", "c", "d"] {
-            m.push(Some(msg(b)), None, None);
+            m.push(Some(msg(b)), None, None, 0);
         }
         let a = m.pop().map(|e| e.id);
         let b = m.pop().map(|e| e.id);
@@ -366,9 +450,10 @@ mod tests {
                 location: None,
                 page: None,
                 size: 1,
+                level: 0,
             });
         }
-        m.push(Some(msg("e")), None, None);
+        m.push(Some(msg("e")), None, None, 0);
         // requeue in reverse order: position comes from the id, not the call order
         m.requeue(&[2, 1], true);
         assert_eq!(m.unacked_len(), 0);
@@ -387,8 +472,8 @@ mod tests {
     #[test]
     fn ack_of_unknown_id_is_ignored_and_purge_counts_ready_only() {
         let mut m = Messages::default();
-        m.push(Some(msg("a")), None, None);
-        m.push(Some(msg("b")), None, None);
+        m.push(Some(msg("a")), None, None, 0);
+        m.push(Some(msg("b")), None, None, 0);
         let e = m.pop();
         if let Some(e) = e {
             m.track_unacked(e);
@@ -404,7 +489,7 @@ mod tests {
         let mut m = Messages::default();
         let w = msg("abc");
         let one = super::super::memory::weight(w.properties.len(), w.body.len());
-        m.push(Some(w), None, None);
+        m.push(Some(w), None, None, 0);
         m.push(
             None,
             Some(Location {
@@ -413,6 +498,7 @@ mod tests {
                 len: 10,
             }),
             None,
+            0,
         );
         assert_eq!(m.resident(), one, "a paged-out entry holds nothing");
         let e = m.pop().unwrap();
@@ -454,14 +540,14 @@ mod tests {
     #[test]
     fn once_paging_starts_later_messages_follow_on_disk_in_order() {
         let mut m = Messages::default();
-        m.push(Some(msg("a")), at(0), None);
+        m.push(Some(msg("a")), at(0), None, 0);
         // The budget ran out: "b" stays on disk only.
-        m.push(None, at(10), None);
+        m.push(None, at(10), None, 0);
         // Room again, but "c" must not overtake "b": it joins the tail too.
-        m.push(Some(msg("c")), at(20), None);
+        m.push(Some(msg("c")), at(20), None, 0);
         // A transient message with no disk copy (page file failed) keeps its place as well.
-        m.push(Some(msg("d")), None, None);
-        assert!(m.has_tail());
+        m.push(Some(msg("d")), None, None, 0);
+        assert!(m.has_tail(0));
         assert_eq!(m.ready_len(), 4);
         let order: Vec<(u64, bool, Option<Location>)> = std::iter::from_fn(|| m.pop())
             .map(|e| (e.id, e.message.is_some(), e.location))
@@ -476,7 +562,7 @@ mod tests {
             ]
         );
         assert_eq!(m.resident(), 0);
-        assert!(!m.has_tail());
+        assert!(!m.has_tail(0));
     }
 
     #[test]
@@ -489,8 +575,9 @@ mod tests {
             location: at(5),
             page: None,
             size: 10,
+            level: 0,
         });
-        m.push(None, None, at(9));
+        m.push(None, None, at(9), 0);
         let first = m.pop().unwrap();
         assert_eq!(
             (first.id, first.redelivered, first.location, first.page),

@@ -138,6 +138,8 @@ pub fn recovered_entry(r: Recovered) -> Entry {
     Entry {
         id: r.id,
         size: super::messages::size_of(message.as_ref(), Some(r.location), None),
+        // The queue sets the priority level (a body left on disk counts as priority 0).
+        level: 0,
         message,
         redelivered: r.delivered,
         location: Some(r.location),

@@ -105,10 +105,13 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(MAILBOX);
     let queue = QueueRef(Arc::new(shared(tx)));
     let span = tracing::debug_span!("queue", name = %queue.name, vhost = %queue.vhost);
-    let mut messages = Messages::default();
+    let mut messages = Messages::with_priorities(args.max_priority);
     let storage = storage.map(|(storage, recovered)| {
         for r in recovered {
-            messages.push_recovered(recovered_entry(r));
+            let mut entry = recovered_entry(r);
+            entry.level =
+                messages.level_of(entry.message.as_ref().and_then(|m| m.summary.priority));
+            messages.push_recovered(entry);
         }
         messages.number_from(storage.next_id());
         storage
@@ -193,6 +196,7 @@ impl QueueTask {
                         let entry = Entry {
                             id: 0,
                             size: 0,
+                            level: 0,
                             message: Some(message),
                             redelivered: false,
                             location: None,
@@ -222,15 +226,16 @@ impl QueueTask {
                 let resident = self.messages.resident();
                 let extra = resident.saturating_sub(self.reported)
                     + memory::weight(message.properties.len(), message.body.len());
+                let level = self.messages.level_of(message.summary.priority);
                 // While a tail of paged messages exists, newer ones must wait on disk behind it.
-                if !self.messages.has_tail() && self.budget.fits(extra) {
-                    self.messages.push(Some(message), location, None);
+                if !self.messages.has_tail(level) && self.budget.fits(extra) {
+                    self.messages.push(Some(message), location, None, level);
                 } else if location.is_some() {
-                    self.messages.push(None, location, None);
+                    self.messages.push(None, location, None, level);
                 } else {
                     match self.pager.page_out(self.messages.next_id(), &message) {
-                        Some(page) => self.messages.push(None, None, Some(page)),
-                        None => self.messages.push(Some(message), None, None),
+                        Some(page) => self.messages.push(None, None, Some(page), level),
+                        None => self.messages.push(Some(message), None, None, level),
                     }
                 }
                 self.drop_over_limit();
@@ -279,7 +284,12 @@ impl QueueTask {
                 self.drop_over_limit();
             }
             QueueCmd::Requeue { ids, delivered } => self.messages.requeue(&ids, delivered),
-            QueueCmd::Restore(entry) => self.messages.unpop(entry),
+            QueueCmd::Restore(mut entry) => {
+                entry.level = self
+                    .messages
+                    .level_of(entry.message.as_ref().and_then(|m| m.summary.priority));
+                self.messages.unpop(entry);
+            }
             QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
             QueueCmd::Purge { reply } => {
                 let purged = self.messages.purge();
