@@ -1,7 +1,9 @@
-//! Exchange-to-exchange bindings (RabbitMQ's `exchange.bind` extension): a message routed by
-//! the source exchange goes on through the destination exchange with the same routing key and
-//! headers, transitively; each queue gets one copy however many paths reach it, cycles end;
-//! unbind, deletion of either end, errors and permissions as RabbitMQ has them.
+//! RabbitMQ's routing extensions. Exchange-to-exchange bindings (`exchange.bind`): a message
+//! routed by the source exchange goes on through the destination exchange with the same
+//! routing key and headers, transitively; each queue gets one copy however many paths reach
+//! it, cycles end; unbind, deletion of either end and errors as RabbitMQ has them. Alternate
+//! exchanges (argument and policy) take what an exchange cannot route. Sender-selected
+//! distribution: `CC`/`BCC` headers add routing keys, and BCC is removed before delivery.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +11,7 @@ mod common;
 use common::*;
 
 use lapin::options::*;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 
 async fn publish_acked(ch: &Channel, exchange: &str, key: &str, body: &str) {
@@ -234,4 +236,125 @@ async fn mandatory_publishes_count_queues_reached_through_other_exchanges() {
     let c = publish_and_confirm(&ch, "front", "k", b"one", BasicProperties::default(), true).await;
     assert_eq!(c, Confirmation::Ack(None));
     assert_eq!(take_all(&ch, "q").await, ["one"]);
+}
+
+#[tokio::test]
+async fn unroutable_messages_go_to_the_alternate_exchange_and_its_alternate() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.confirming_channel().await;
+    declare_exchange(&ch, "last-resort", ExchangeKind::Fanout).await;
+    try_declare_exchange(
+        &ch,
+        "second",
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        table(&[("alternate-exchange", text("last-resort"))]),
+    )
+    .await
+    .unwrap();
+    try_declare_exchange(
+        &ch,
+        "main",
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        table(&[("alternate-exchange", text("second"))]),
+    )
+    .await
+    .unwrap();
+    for q in ["routed", "second-q", "unrouted"] {
+        declare_queue(&ch, q).await;
+    }
+    bind(&ch, "routed", "main", "known").await;
+    bind(&ch, "second-q", "second", "other").await;
+    bind(&ch, "unrouted", "last-resort", "").await;
+    publish_acked(&ch, "main", "known", "to routed").await;
+    publish_acked(&ch, "main", "other", "via second").await;
+    // Routed by the alternate: a mandatory publish is not returned.
+    let c = publish_and_confirm(
+        &ch,
+        "main",
+        "nobody",
+        b"via last",
+        BasicProperties::default(),
+        true,
+    )
+    .await;
+    assert_eq!(c, Confirmation::Ack(None));
+    assert_eq!(take_all(&ch, "routed").await, ["to routed"]);
+    assert_eq!(take_all(&ch, "second-q").await, ["via second"]);
+    assert_eq!(take_all(&ch, "unrouted").await, ["via last"]);
+}
+
+#[tokio::test]
+async fn an_alternate_exchange_set_by_policy_applies_and_the_argument_wins() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.confirming_channel().await;
+    for (x, q) in [("ae-policy", "by-policy"), ("ae-arg", "by-arg")] {
+        declare_exchange(&ch, x, ExchangeKind::Fanout).await;
+        declare_queue(&ch, q).await;
+        bind(&ch, q, x, "").await;
+    }
+    declare_exchange(&ch, "orders", ExchangeKind::Direct).await;
+    try_declare_exchange(
+        &ch,
+        "orders-own",
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        table(&[("alternate-exchange", text("ae-arg"))]),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/api/policies/%2F/ae", broker.http_url());
+    let body = serde_json::json!({"pattern": "^orders", "apply-to": "exchanges",
+                                  "definition": {"alternate-exchange": "ae-policy"}});
+    let status = within(tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .put(&url)
+            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+            .send(body.to_string().as_str())
+            .unwrap()
+            .status()
+            .as_u16()
+    }))
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    publish_acked(&ch, "orders", "x", "policy").await;
+    publish_acked(&ch, "orders-own", "x", "argument").await;
+    assert_eq!(take_all(&ch, "by-policy").await, ["policy"]);
+    assert_eq!(take_all(&ch, "by-arg").await, ["argument"]);
+}
+
+#[tokio::test]
+async fn cc_and_bcc_headers_add_routing_keys_and_bcc_is_not_delivered() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.confirming_channel().await;
+    for q in ["main", "copy", "blind"] {
+        declare_queue(&ch, q).await;
+        bind(&ch, q, "amq.direct", q).await;
+    }
+    let keys = |names: &[&str]| {
+        AMQPValue::FieldArray(names.iter().map(|n| text(n)).collect::<Vec<_>>().into())
+    };
+    let props = BasicProperties::default().with_headers(table(&[
+        ("CC", keys(&["copy", "main"])),
+        ("BCC", keys(&["blind"])),
+        ("kept", text("yes")),
+    ]));
+    let c = publish_and_confirm(&ch, "amq.direct", "main", b"memo", props, false).await;
+    assert_eq!(c, Confirmation::Ack(None));
+    for q in ["main", "copy", "blind"] {
+        let m = get(&ch, q, true)
+            .await
+            .unwrap_or_else(|| panic!("{q} got no copy"));
+        let headers = m.delivery.properties.headers().clone().unwrap();
+        assert!(headers.inner().contains_key("CC"), "{q}");
+        assert!(!headers.inner().contains_key("BCC"), "{q} saw BCC");
+        assert!(headers.inner().contains_key("kept"), "{q}");
+        assert!(get(&ch, q, true).await.is_none(), "{q} got two copies");
+    }
 }

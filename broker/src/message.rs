@@ -39,3 +39,18 @@ impl Message {
         props.headers().clone()
     }
 }
+
+/// Encodes `props` as a content header's property flags and list, with the summary the
+/// broker keeps of them. None if they cannot be encoded (they were parsed from a valid
+/// header, so this does not happen).
+pub fn encode_properties(
+    props: &amq_protocol::protocol::basic::AMQPProperties,
+) -> Option<(Bytes, PropertySummary)> {
+    let ctx = amq_protocol::protocol::basic::gen_properties(props)(
+        amq_protocol::frame::WriteContext::from(Vec::new()),
+    )
+    .ok()?;
+    let bytes = Bytes::from(ctx.write);
+    let summary = crate::connection::properties::walk_basic_properties(&bytes).ok()?;
+    Some((bytes, summary))
+}

@@ -15,6 +15,7 @@ use crate::queue::consumer::ConsumerShared;
 use crate::queue::{QueueCmd, QueueGone};
 use amq_protocol::protocol::basic::{self as amqp_basic, AMQPMethod};
 use amq_protocol::protocol::AMQPClass;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
@@ -100,7 +101,8 @@ impl Channel {
             }
         }
         let properties = self.rewrite_reply_to(header.properties).map_err(during)?;
-        let message = Arc::new(Message {
+        let mut strip_bcc = false;
+        let mut message = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
             properties,
@@ -138,17 +140,50 @@ impl Channel {
                     .check_topic(Perm::Write, exchange_name, message.routing_key.as_str())
                     .map_err(during)?;
             }
-            let headers = if message.summary.has_headers && exchange.may_read_headers() {
+            // Headers are parsed only when present: a headers exchange (or one that may lead
+            // to one) reads them, and CC/BCC add routing keys.
+            let headers = if message.summary.has_headers {
                 message.headers()
+            } else {
+                None
+            };
+            let header_routes = headers.as_ref().map(sender_selected_keys);
+            let for_routing = if exchange.may_read_headers() {
+                headers.as_ref()
             } else {
                 None
             };
             topology.route(
                 exchange,
                 message.routing_key.as_str(),
-                headers.as_ref(),
+                for_routing,
                 &mut self.routing,
             );
+            if let Some((keys, has_bcc)) = header_routes {
+                if !keys.is_empty() {
+                    // rabbitmq-compat: sender-selected distribution routes with each CC and BCC
+                    // key too, one copy per queue.
+                    let mut all = std::mem::take(&mut self.routing.queues);
+                    for key in &keys {
+                        topology.route(exchange, key, for_routing, &mut self.routing);
+                        for q in self.routing.queues.drain(..) {
+                            if !all.contains(&q) {
+                                all.push(q);
+                            }
+                        }
+                    }
+                    self.routing.queues = all;
+                }
+                if has_bcc {
+                    strip_bcc = true;
+                }
+            }
+        }
+        // rabbitmq-compat: the BCC header never reaches consumers.
+        if strip_bcc {
+            if let Some(stripped) = without_bcc(&message) {
+                message = Arc::new(stripped);
+            }
         }
         if self.tx.is_some() {
             let queues = self.routing.queues.drain(..).collect();
@@ -418,4 +453,45 @@ impl Channel {
             .clone()
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
+}
+
+/// The routing keys of the `CC` and `BCC` headers (arrays of strings; other values are
+/// ignored), and whether a `BCC` header is present.
+fn sender_selected_keys(headers: &FieldTable) -> (Vec<String>, bool) {
+    let mut keys = Vec::new();
+    for name in ["CC", "BCC"] {
+        if let Some(AMQPValue::FieldArray(values)) = headers.inner().get(name) {
+            for v in values.as_slice() {
+                match v {
+                    AMQPValue::LongString(s) => {
+                        keys.push(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                    }
+                    AMQPValue::ShortString(s) => keys.push(s.as_str().to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    (keys, headers.inner().contains_key("BCC"))
+}
+
+/// The message without its `BCC` header.
+fn without_bcc(message: &Message) -> Option<Message> {
+    let (_, props) =
+        amq_protocol::protocol::basic::parse_properties(message.properties.as_ref()).ok()?;
+    let mut headers = FieldTable::default();
+    for (k, v) in props.headers().as_ref()?.inner() {
+        if k.as_str() != "BCC" {
+            headers.insert(k.clone(), v.clone());
+        }
+    }
+    let props = props.with_headers(headers);
+    let (properties, summary) = crate::message::encode_properties(&props)?;
+    Some(Message {
+        exchange: message.exchange.clone(),
+        routing_key: message.routing_key.clone(),
+        properties,
+        summary,
+        body: message.body.clone(),
+    })
 }

@@ -4,10 +4,8 @@
 
 use crate::connection::frame::ShortStr;
 use crate::message::Message;
-use amq_protocol::frame::WriteContext;
-use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProperties};
+use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use bytes::Bytes;
 use std::sync::Arc;
 
 /// Why a message was dead-lettered (`x-death`'s `reason`).
@@ -141,9 +139,7 @@ pub fn mark(
         long(message.exchange.as_str()),
     );
     props = without_expiration(&props).with_headers(headers);
-    let written = gen_properties(&props)(WriteContext::from(Vec::new())).ok()?;
-    let properties = Bytes::from(written.write);
-    let summary = crate::connection::properties::walk_basic_properties(&properties).ok()?;
+    let (properties, summary) = crate::message::encode_properties(&props)?;
     Some(Arc::new(Message {
         exchange: ShortStr::from_string(exchange)?,
         routing_key: ShortStr::from_string(routing_key)?,

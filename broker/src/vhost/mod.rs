@@ -35,6 +35,9 @@ pub struct Exchange {
     pub bindings: Bindings<Destination>,
     /// How many of `bindings` lead to other exchanges (routing follows them only if any).
     pub exchange_bindings: usize,
+    /// Where messages this exchange cannot route go: the `alternate-exchange` argument, else
+    /// the exchange's policy's `alternate-exchange`.
+    pub alternate: Option<Arc<str>>,
 }
 
 impl Exchange {
@@ -48,13 +51,38 @@ impl Exchange {
             arguments: FieldTable::default(),
             bindings: Bindings::new(kind),
             exchange_bindings: 0,
+            alternate: None,
         }
     }
 
+    /// The alternate exchange: the argument wins over the policy.
+    fn find_alternate(
+        arguments: &FieldTable,
+        policies: &crate::policy::PolicySet,
+        name: &str,
+    ) -> Option<Arc<str>> {
+        let from_arg = match arguments.inner().get("alternate-exchange") {
+            Some(AMQPValue::LongString(s)) => {
+                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            }
+            Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
+            _ => None,
+        };
+        from_arg
+            .or_else(|| {
+                policies
+                    .effective(Target::Exchange, name)
+                    .and_then(|p| p.get("alternate-exchange"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
+            .map(Arc::from)
+    }
+
     /// Whether routing a message through this exchange may read its headers (a headers
-    /// exchange, or bindings that may lead to one).
+    /// exchange, or bindings or an alternate exchange that may lead to one).
     pub fn may_read_headers(&self) -> bool {
-        self.kind == ExchangeKind::Headers || self.exchange_bindings > 0
+        self.kind == ExchangeKind::Headers || self.exchange_bindings > 0 || self.alternate.is_some()
     }
 }
 
@@ -145,11 +173,25 @@ impl Topology {
                     Destination::Queue(q) => Some(q),
                     Destination::Exchange(_) => None,
                 }));
-            return;
+        } else {
+            routing.visited.clear();
+            routing.visited.push(exchange as *const Exchange as usize);
+            self.follow_exchanges(routing_key, headers, routing);
         }
-        routing.visited.clear();
-        routing.visited.push(exchange as *const Exchange as usize);
-        let mut seen = HashSet::new();
+        if routing.queues.is_empty() && exchange.alternate.is_some() {
+            self.route_alternates(exchange, routing_key, headers, routing);
+        }
+    }
+
+    /// Walks `routing.destinations`, following exchange destinations (each exchange once)
+    /// and collecting each queue once.
+    fn follow_exchanges(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        routing: &mut Routing,
+    ) {
+        let mut seen: HashSet<u64> = routing.queues.iter().map(|q| q.id).collect();
         let mut next = 0;
         while let Some(d) = routing.destinations.get(next).cloned() {
             next += 1;
@@ -173,6 +215,40 @@ impl Topology {
             }
         }
         routing.destinations.clear();
+    }
+
+    /// rabbitmq-compat: a message its exchange routes nowhere goes to the exchange's alternate
+    /// exchange, and on to that one's alternate if it routes nowhere either (each exchange
+    /// tried once).
+    fn route_alternates(
+        &self,
+        exchange: &Exchange,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        routing: &mut Routing,
+    ) {
+        let mut tried = vec![exchange as *const Exchange as usize];
+        let mut current = exchange.alternate.clone();
+        while let Some(name) = current {
+            let Some(x) = self.exchanges.get(&*name) else {
+                return;
+            };
+            let address = Arc::as_ptr(x) as usize;
+            if tried.contains(&address) {
+                return;
+            }
+            tried.push(address);
+            routing.destinations.clear();
+            x.bindings
+                .route(routing_key, headers, &mut routing.destinations);
+            routing.visited.clear();
+            routing.visited.push(address);
+            self.follow_exchanges(routing_key, headers, routing);
+            if !routing.queues.is_empty() {
+                return;
+            }
+            current = x.alternate.clone();
+        }
     }
 }
 
@@ -265,6 +341,19 @@ impl VHost {
     pub fn set_policies(&self, all: &[warren_definitions::Policy]) {
         let policies = Arc::new(crate::policy::PolicySet::compile(&self.name, all));
         self.policies.store(policies.clone());
+        // A vhost being deleted refuses changes; its exchanges no longer matter.
+        let _ = self.update(|topo, _| {
+            for x in topo.exchanges.values_mut() {
+                if x.name.is_empty() {
+                    continue;
+                }
+                let alternate = Exchange::find_alternate(&x.arguments, &policies, &x.name);
+                if x.alternate != alternate {
+                    Arc::make_mut(x).alternate = alternate;
+                }
+            }
+            Ok(())
+        });
         for q in self.topology().queues.values() {
             // Validated when the queue was declared.
             if let Ok(args) = QueueArgs::from_arguments(&q.arguments, &q.name, &self.name) {
@@ -346,6 +435,7 @@ impl VHost {
                 auto_delete: req.auto_delete,
                 internal: req.internal,
                 arguments: req.arguments.clone(),
+                alternate: Exchange::find_alternate(&req.arguments, &self.policies(), &req.name),
                 ..Exchange::new(&req.name, kind)
             };
             *durable_change = exchange_persisted(&x);
