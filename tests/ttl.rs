@@ -220,3 +220,89 @@ async fn an_invalid_expiration_closes_the_channel_with_406() {
         assert_eq!(reply_text(&err), text);
     }
 }
+
+/// Whether the management API still lists `queue` (asking it does not count as using it).
+async fn queue_listed(broker: &TestBroker, queue: &str) -> bool {
+    let url = format!("{}/api/queues/%2F/{queue}", broker.http_url());
+    within(tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .get(&url)
+            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+    }))
+    .await
+    .unwrap()
+}
+
+async fn until_gone(broker: &TestBroker, queue: &str) {
+    within(async {
+        while queue_listed(broker, queue).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unused_queue_with_x_expires_is_deleted_with_its_messages() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    try_declare_queue(
+        &ch,
+        "temporary",
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        table(&[("x-expires", AMQPValue::LongInt(200))]),
+    )
+    .await
+    .unwrap();
+    publish_to_queue(&ch, "temporary", "left behind").await;
+    until_gone(&broker, "temporary").await;
+    let err = passive_queue(&ch, "temporary").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(404));
+    // Its deletion reached the metadata.
+    within(async {
+        loop {
+            let doc = std::fs::read_to_string(broker.data_dir().join("definitions.json")).unwrap();
+            if !doc.contains("\"temporary\"") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_queue_with_a_consumer_does_not_expire_until_the_consumer_leaves() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare_with(
+        &ch,
+        "watched",
+        table(&[("x-expires", AMQPValue::LongInt(150))]),
+    )
+    .await;
+    let consumer_ch = conn.create_channel().await.unwrap();
+    let _consumer = consume(&consumer_ch, "watched", "c").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        queue_listed(&broker, "watched").await,
+        "expired while consumed"
+    );
+    within(consumer_ch.basic_cancel("c".into(), BasicCancelOptions::default()))
+        .await
+        .unwrap();
+    until_gone(&broker, "watched").await;
+}

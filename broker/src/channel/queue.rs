@@ -167,6 +167,8 @@ impl Channel {
         let stats = if created {
             QueueStats::default()
         } else {
+            // A redeclare counts as use (x-expires starts over).
+            queue.hint(QueueCmd::Touch);
             queue
                 .request(|reply| QueueCmd::Stats { reply })
                 .await

@@ -68,6 +68,8 @@ pub enum QueueCmd {
     Wake,
     /// The queue's effective settings changed (its policy did).
     Configure(args::QueueArgs),
+    /// The queue was used (redeclared): its expiry (`x-expires`) starts over.
+    Touch,
 }
 
 #[derive(Debug)]

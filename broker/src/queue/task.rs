@@ -48,6 +48,9 @@ struct QueueTask {
     deadlines: BTreeMap<u64, u64>,
     /// The time the current batch of commands started (ms since the Unix epoch).
     batch_now: u64,
+    /// When the queue was last used (consume, get, redeclare, or its last consumer left):
+    /// with `x-expires` and no consumers it is deleted that long after.
+    last_used: tokio::time::Instant,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -69,6 +72,14 @@ impl Drop for QueueTask {
 /// A message's own TTL (`expiration`, milliseconds), checked on publish.
 fn message_ttl(message: &crate::message::Message) -> Option<u64> {
     message.summary.expiration.as_ref()?.as_str().parse().ok()
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `deadline` (ms since the Unix epoch); forever without one.
@@ -129,6 +140,7 @@ pub fn spawn(
         pager: Pager::new(paging, &queue.vhost, &queue.name),
         deadlines: BTreeMap::new(),
         batch_now: now_ms(),
+        last_used: tokio::time::Instant::now(),
     };
     task.queue.rejects_publish.store(
         task.args.overflow != Overflow::DropHead,
@@ -149,9 +161,15 @@ impl QueueTask {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let wake = self.next_deadline();
+            let expires_at = self.expires_at();
             let received = tokio::select! {
                 n = rx.recv_many(&mut batch, BATCH) => Some(n),
                 _ = sleep_until_ms(wake), if wake.is_some() => None,
+                _ = sleep_until_opt(expires_at), if expires_at.is_some() => {
+                    debug!("queue expired (x-expires): deleting it");
+                    self.expire_queue();
+                    return;
+                }
             };
             if received == Some(0) {
                 break;
@@ -246,11 +264,13 @@ impl QueueTask {
                 reply,
             } => {
                 let result = self.add_consumer(consumer, conn);
+                self.last_used = tokio::time::Instant::now();
                 let _ = reply.send(result);
             }
             QueueCmd::Cancel { consumer } => {
                 self.consumers
                     .retain(|c| !Arc::ptr_eq(&c.shared, &consumer));
+                self.last_used = tokio::time::Instant::now();
                 // Deleted at once, not after the batch: a command queued behind the cancel
                 // (say the same client's passive declare) must already find the queue gone.
                 if self.should_auto_delete() {
@@ -275,6 +295,7 @@ impl QueueTask {
                     storage.removed(&gone);
                 }
             }
+            QueueCmd::Touch => self.last_used = tokio::time::Instant::now(),
             QueueCmd::Configure(args) => {
                 self.queue.rejects_publish.store(
                     args.overflow != Overflow::DropHead,
@@ -290,7 +311,10 @@ impl QueueTask {
                     .level_of(entry.message.as_ref().and_then(|m| m.summary.priority));
                 self.messages.unpop(entry);
             }
-            QueueCmd::Get { no_ack, reply } => self.get(no_ack, reply),
+            QueueCmd::Get { no_ack, reply } => {
+                self.last_used = tokio::time::Instant::now();
+                self.get(no_ack, reply);
+            }
             QueueCmd::Purge { reply } => {
                 let purged = self.messages.purge();
                 let ids: Vec<u64> = purged.iter().map(|e| e.id).collect();
@@ -550,6 +574,30 @@ impl QueueTask {
         if let Some(storage) = &mut self.storage {
             storage.removed(&dropped);
         }
+    }
+
+    /// When an unused queue with `x-expires` is deleted (None: it has consumers, or no expiry).
+    fn expires_at(&self) -> Option<tokio::time::Instant> {
+        let ms = self.args.expires?;
+        if !self.consumers.is_empty() {
+            return None;
+        }
+        Some(self.last_used + std::time::Duration::from_millis(ms))
+    }
+
+    /// rabbitmq-compat (`x-expires`): the queue has gone unused for its expiry period; it is
+    /// deleted with its messages, as if by queue.delete, and the deletion is written to the
+    /// metadata (durable queues).
+    fn expire_queue(&mut self) {
+        self.vhost.forget_queue(&self.queue);
+        if let Some(storage) = self.storage.take() {
+            storage.destroy();
+        }
+        self.pager.destroy();
+        let vhost = self.vhost.clone();
+        tokio::spawn(async move {
+            let _ = vhost.sync_metadata().await;
+        });
     }
 
     /// Settled messages need no expiry any more.
