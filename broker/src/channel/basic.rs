@@ -288,6 +288,7 @@ impl Channel {
             channel: self.id,
             no_ack: c.no_ack,
             exclusive: c.exclusive,
+            priority: consumer_priority(&c.arguments)?,
             prefetch: self.consumer_prefetch,
             unacked: AtomicU32::new(0),
             pending: AtomicU32::new(0),
@@ -494,4 +495,29 @@ fn without_bcc(message: &Message) -> Option<Message> {
         summary,
         body: message.body.clone(),
     })
+}
+
+/// rabbitmq-compat: a consumer's `x-priority` argument must be an integer (else 406 with
+/// RabbitMQ's reason).
+fn consumer_priority(arguments: &FieldTable) -> AmqpResult<i32> {
+    let Some(value) = arguments.inner().get("x-priority") else {
+        return Ok(0);
+    };
+    let n: Option<i64> = match value {
+        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongLongInt(v) => Some(*v),
+        _ => None,
+    };
+    match n {
+        Some(n) => Ok(i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })),
+        None => Err(AmqpError::precondition_failed(format_args!(
+            "invalid arg 'x-priority' for consumer: {{unacceptable_type,{}}}",
+            crate::exchange::erl_term::rabbit_type_name(value)
+        ))),
+    }
 }

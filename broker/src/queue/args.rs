@@ -47,6 +47,11 @@ pub struct QueueArgs {
     pub dead_letter_routing_key: Option<String>,
     /// Priorities 0..=max_priority are told apart (1–255); None: a plain FIFO queue.
     pub max_priority: Option<u8>,
+    /// `x-single-active-consumer`: only the first registered consumer gets messages; the next
+    /// one takes over when it goes.
+    pub single_active_consumer: bool,
+    /// `x-consumer-timeout` (ms): a delivery unacked for longer cancels its consumer.
+    pub consumer_timeout: Option<u64>,
 }
 
 fn int(value: &AMQPValue) -> Option<i128> {
@@ -121,6 +126,21 @@ impl QueueArgs {
             // RabbitMQ: 0 means "no priorities".
             out.max_priority = u8::try_from(n).ok().filter(|p| *p > 0);
         }
+        if let Some(value) = table.get("x-single-active-consumer") {
+            match value {
+                AMQPValue::Boolean(b) => out.single_active_consumer = *b,
+                other => {
+                    return Err(invalid(
+                        "x-single-active-consumer",
+                        format!(
+                            "{{unacceptable_type,{}}}",
+                            erl_term::rabbit_type_name(other)
+                        ),
+                    ))
+                }
+            }
+        }
+        out.consumer_timeout = number("x-consumer-timeout", 1)?;
         if let Some(value) = table.get("x-overflow") {
             out.overflow = text(value)
                 .as_deref()
@@ -192,6 +212,9 @@ impl QueueArgs {
         self.expires = lower(self.expires, number("expires").filter(|e| *e > 0));
         self.max_length = lower(self.max_length, number("max-length"));
         self.max_length_bytes = lower(self.max_length_bytes, number("max-length-bytes"));
+        if self.consumer_timeout.is_none() {
+            self.consumer_timeout = number("consumer-timeout").filter(|t| *t > 0);
+        }
         let string = |key: &str| policy.get(key).and_then(Value::as_str).map(str::to_string);
         if self.dead_letter_exchange.is_none() {
             self.dead_letter_exchange = string("dead-letter-exchange");

@@ -23,6 +23,9 @@ pub struct ConsumerShared {
     pub channel: ChannelId,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority` of basic.consume: while higher-priority consumers have credit, lower ones
+    /// get nothing (0 by default; negative allowed).
+    pub priority: i32,
     /// Per-consumer prefetch (0 = unlimited).
     pub prefetch: u32,
     pub unacked: AtomicU32,
@@ -125,6 +128,7 @@ mod tests {
             channel: 1,
             no_ack,
             exclusive: false,
+            priority: 0,
             prefetch,
             unacked: AtomicU32::new(0),
             pending: AtomicU32::new(0),

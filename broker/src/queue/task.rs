@@ -428,31 +428,58 @@ impl QueueTask {
         }
     }
 
-    /// Hands ready messages to consumers, round-robin, while any has credit.
+    /// Hands ready messages to consumers while any has credit: round-robin among the
+    /// consumers of the highest priority that have credit (RabbitMQ's consumer priorities);
+    /// with single active consumer, only to the first registered one.
     fn deliver(&mut self) {
         while self.messages.has_ready() && !self.consumers.is_empty() {
-            // Find the next consumer (in round-robin order) that has credit.
-            let mut found = None;
-            for i in 0..self.consumers.len() {
-                if self.consumers[i].shared.try_take_credit() {
-                    found = Some(i);
-                    break;
-                }
-            }
-            let Some(i) = found else { break };
+            let Some(i) = self.next_consumer() else { break };
             let Some((entry, message)) = self.pop_loaded() else {
                 // Nothing deliverable after all: give the credit back and stop.
                 self.consumers[i].shared.untake_credit();
                 break;
             };
-            // Rotate: this consumer goes to the back, those it skipped keep their turn.
             let Some(consumer) = self.consumers.remove(i) else {
                 break;
             };
             if self.send_delivery(&consumer, entry, message) {
-                self.consumers.push_back(consumer);
+                if self.args.single_active_consumer {
+                    // The active consumer keeps its place at the front.
+                    self.consumers.push_front(consumer);
+                } else {
+                    // Rotate: this consumer goes to the back, those it skipped keep their turn.
+                    self.consumers.push_back(consumer);
+                }
             }
         }
+    }
+
+    /// The consumer to deliver to next, with its credit taken; None if none can take one.
+    fn next_consumer(&mut self) -> Option<usize> {
+        if self.args.single_active_consumer {
+            return self
+                .consumers
+                .front()
+                .is_some_and(|c| c.shared.try_take_credit())
+                .then_some(0);
+        }
+        let first = self.consumers.front()?.shared.priority;
+        let uniform = self.consumers.iter().all(|c| c.shared.priority == first);
+        if uniform {
+            return (0..self.consumers.len()).find(|&i| self.consumers[i].shared.try_take_credit());
+        }
+        let mut priorities: Vec<i32> = self.consumers.iter().map(|c| c.shared.priority).collect();
+        priorities.sort_unstable_by(|a, b| b.cmp(a));
+        priorities.dedup();
+        for p in priorities {
+            let found = (0..self.consumers.len()).find(|&i| {
+                self.consumers[i].shared.priority == p && self.consumers[i].shared.try_take_credit()
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
     }
 
     /// The oldest ready message, read back from the store if it was paged out. A record that
