@@ -41,6 +41,11 @@ struct Args {
     /// exchanges, queues, bindings. An invalid file stops startup with exit status 2.
     #[arg(long, value_name = "FILE")]
     definitions: Option<PathBuf>,
+    /// Milliseconds a delivery may stay unacked before its consumer is cancelled and its
+    /// messages requeued (RabbitMQ's consumer_timeout; a queue's x-consumer-timeout
+    /// overrides it). 0 disables.
+    #[arg(long, default_value_t = 1_800_000)]
+    consumer_timeout: u64,
 }
 
 /// Exit status for a definitions file that cannot be loaded.
@@ -67,6 +72,8 @@ fn main() -> ExitCode {
         memory_budget: args.memory_budget,
         disk_free_limit: args.disk_free_limit,
         definitions: args.definitions,
+        consumer_timeout: (args.consumer_timeout > 0)
+            .then(|| Duration::from_millis(args.consumer_timeout)),
         ..Config::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {

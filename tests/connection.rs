@@ -213,7 +213,9 @@ async fn connection_start_carries_server_properties_and_capabilities() {
             "basic.nack",
             "connection.blocked",
             "consumer_cancel_notify",
+            "consumer_priorities",
             "direct_reply_to",
+            "exchange_exchange_bindings",
             "per_consumer_qos",
             "publisher_confirms",
         ]

@@ -123,3 +123,43 @@ async fn bad_consumer_and_queue_arguments_are_406() {
     .unwrap_err();
     assert_eq!(reply_code(&err), Some(406));
 }
+
+#[tokio::test]
+async fn a_consumer_holding_a_delivery_past_its_timeout_is_cancelled_and_the_message_requeued() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let setup = conn.create_channel().await.unwrap();
+    try_declare_queue(
+        &setup,
+        "slow",
+        QueueDeclareOptions::default(),
+        table(&[("x-consumer-timeout", AMQPValue::LongInt(200))]),
+    )
+    .await
+    .unwrap();
+    publish_to_queue(&setup, "slow", "never acked").await;
+    let ch = conn.create_channel().await.unwrap();
+    let mut consumer = consume_args(&ch, "slow", "sleepy", FieldTable::default()).await;
+    let d = next_delivery(&mut consumer).await;
+    assert!(!d.redelivered);
+    // The broker cancels the consumer (basic.cancel ends lapin's consumer stream)...
+    within(async {
+        use futures_lite::StreamExt;
+        while let Some(next) = consumer.next().await {
+            assert!(next.is_ok(), "{next:?}");
+        }
+    })
+    .await;
+    // ... and the message is back, marked redelivered; the channel stays open.
+    let m = within(async {
+        loop {
+            if let Some(m) = get(&ch, "slow", true).await {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(m.delivery.data, b"never acked");
+    assert!(m.delivery.redelivered);
+}

@@ -28,6 +28,9 @@ pub struct Config {
     /// A RabbitMQ definitions file to load at boot (`--definitions`); an invalid one stops
     /// the broker from opening.
     pub definitions: Option<PathBuf>,
+    /// A delivery unacked for longer cancels its consumer (RabbitMQ's `consumer_timeout`,
+    /// 30 minutes by default); a queue's `x-consumer-timeout` overrides it. None: no limit.
+    pub consumer_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             // rabbitmq-compat: RabbitMQ's default disk_free_limit is 50 MB.
             disk_free_limit: 50_000_000,
             definitions: None,
+            consumer_timeout: Some(Duration::from_secs(30 * 60)),
         }
     }
 }

@@ -355,6 +355,7 @@ impl Channel {
                     queue,
                     msg_id: got.msg_id,
                     consumer: None,
+                    delivered_at: tokio::time::Instant::now(),
                 },
             );
         }

@@ -282,6 +282,7 @@ impl Channel {
                     queue: d.queue,
                     msg_id: d.msg_id,
                     consumer: Some(d.consumer),
+                    delivered_at: tokio::time::Instant::now(),
                 },
             );
         }
@@ -306,6 +307,80 @@ impl Channel {
                     nowait: true,
                 })),
             );
+        }
+    }
+
+    /// Whether a consumer of this channel holds unacked deliveries (the connection then checks
+    /// consumer timeouts).
+    pub fn has_consumer_deliveries(&self) -> bool {
+        !self.consumers.is_empty() && !self.unacked.is_empty()
+    }
+
+    /// Cancels every consumer holding a delivery unacked for longer than its timeout (the
+    /// queue's `x-consumer-timeout`, else `default`): the queue forgets it, its unacked
+    /// messages are requeued (redelivered), and the client gets basic.cancel — what RabbitMQ
+    /// 4.3 does for a consumer timeout.
+    pub async fn check_consumer_timeouts(
+        &mut self,
+        ctx: &mut ConnCtx,
+        now: tokio::time::Instant,
+        default: Option<std::time::Duration>,
+    ) {
+        let mut late: Vec<Arc<ConsumerShared>> = Vec::new();
+        for u in self.unacked.iter() {
+            let Some(c) = &u.consumer else { continue };
+            if late.iter().any(|l| Arc::ptr_eq(l, c)) {
+                continue;
+            }
+            let Some(timeout) = u.queue.consumer_timeout().or(default) else {
+                continue;
+            };
+            if now.saturating_duration_since(u.delivered_at) > timeout {
+                late.push(c.clone());
+            }
+        }
+        for consumer in late {
+            let tag = consumer.tag.as_str().to_string();
+            let ours = self
+                .consumers
+                .get(&tag)
+                .is_some_and(|c| Arc::ptr_eq(&c.shared, &consumer));
+            if !ours {
+                continue;
+            }
+            let Some(entry) = self.consumers.remove(&tag) else {
+                continue;
+            };
+            tracing::warn!(channel = self.id, consumer = %tag, queue = %entry.queue.name, "delivery acknowledgement timed out; cancelling the consumer");
+            let _ = entry
+                .queue
+                .send(QueueCmd::Cancel {
+                    consumer: consumer.clone(),
+                })
+                .await;
+            let taken = self.unacked.remove_where(|u| {
+                u.consumer
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, &consumer))
+            });
+            self.settle(&taken);
+            for (queue, ids) in group_by_queue(taken) {
+                let _ = queue
+                    .send(QueueCmd::Requeue {
+                        ids,
+                        delivered: true,
+                    })
+                    .await;
+            }
+            if ctx.caps.consumer_cancel_notify && self.state == ChannelState::Open {
+                ctx.out.method(
+                    self.id,
+                    AMQPClass::Basic(amqp_basic::AMQPMethod::Cancel(amqp_basic::Cancel {
+                        consumer_tag: crate::connection::outbound::short(&tag),
+                        nowait: true,
+                    })),
+                );
+            }
         }
     }
 

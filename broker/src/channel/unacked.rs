@@ -15,6 +15,8 @@ pub struct Unacked {
     pub msg_id: u64,
     /// The consumer whose credit the delivery holds; `None` for basic.get.
     pub consumer: Option<Arc<ConsumerShared>>,
+    /// When it was handed to the client (for the consumer timeout).
+    pub delivered_at: tokio::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +73,26 @@ impl UnackedSet {
     }
 
     /// Removes everything, oldest first.
+    /// The live entries, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Unacked> + '_ {
+        self.entries.iter().filter_map(|(_, e)| e.as_ref())
+    }
+
+    /// Removes the entries `pick` selects.
+    pub fn remove_where(&mut self, pick: impl Fn(&Unacked) -> bool) -> Vec<Unacked> {
+        let mut out = Vec::new();
+        for (_, slot) in &mut self.entries {
+            if slot.as_ref().is_some_and(&pick) {
+                if let Some(e) = slot.take() {
+                    out.push(e);
+                }
+            }
+        }
+        self.live -= out.len();
+        self.trim();
+        out
+    }
+
     pub fn drain_all(&mut self) -> Vec<Unacked> {
         self.live = 0;
         self.entries.drain(..).filter_map(|(_, e)| e).collect()

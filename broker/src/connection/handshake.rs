@@ -323,6 +323,8 @@ fn server_properties() -> FieldTable {
         "authentication_failure_close",
         "connection.blocked",
         "direct_reply_to",
+        "exchange_exchange_bindings",
+        "consumer_priorities",
     ] {
         caps.insert(cap.into(), AMQPValue::Boolean(true));
     }

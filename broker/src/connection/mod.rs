@@ -243,6 +243,10 @@ impl Connection {
         };
         let mut heartbeat_check = tokio::time::interval(check_every);
         heartbeat_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Consumer timeouts are checked once a second (RabbitMQ checks once a minute), and
+        // only while a consumer holds unacked deliveries.
+        let mut timeout_check = tokio::time::interval(Duration::from_secs(1));
+        timeout_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.done {
             let closing_deadline = self.closing_since.map(|t| t + CLOSE_TIMEOUT);
             // rabbitmq-compat: under a disk alarm, a connection that publishes is not read
@@ -299,6 +303,13 @@ impl Connection {
                         self.on_conn_msg(msg).await;
                     }
                     self.flush_confirms();
+                }
+                _ = timeout_check.tick(), if self.channels.values().any(|c| c.has_consumer_deliveries()) => {
+                    let now = tokio::time::Instant::now();
+                    let default = self.broker.config.consumer_timeout;
+                    for ch in self.channels.values_mut() {
+                        ch.check_consumer_timeouts(&mut self.ctx, now, default).await;
+                    }
                 }
                 _ = heartbeat_check.tick(), if !self.heartbeat.is_zero() => {
                     if self.last_read.elapsed() > self.heartbeat * 2 {

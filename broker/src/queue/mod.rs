@@ -106,6 +106,9 @@ pub struct QueueShared {
     /// The queue's overflow mode may refuse publishes (`reject-publish[-dlx]`): confirming
     /// publishers then wait for the queue's verdict. Kept current by the queue task.
     pub rejects_publish: std::sync::atomic::AtomicBool,
+    /// The queue's consumer timeout in ms (`x-consumer-timeout` or policy; 0: the broker's
+    /// default). Kept current by the queue task.
+    pub consumer_timeout_ms: std::sync::atomic::AtomicU64,
     pub(crate) tx: mpsc::Sender<QueueCmd>,
 }
 
@@ -171,6 +174,18 @@ impl QueueRef {
     /// Whether persistent messages routed here are written to disk (and confirmed after fsync).
     pub fn stores_messages(&self) -> bool {
         self.0.stored
+    }
+
+    /// The queue's own consumer timeout, if it has one.
+    pub fn consumer_timeout(&self) -> Option<std::time::Duration> {
+        match self
+            .0
+            .consumer_timeout_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
     }
 
     /// Whether a confirm for a publish routed here must wait for the queue: the message is

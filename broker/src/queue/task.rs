@@ -142,10 +142,7 @@ pub fn spawn(
         batch_now: now_ms(),
         last_used: tokio::time::Instant::now(),
     };
-    task.queue.rejects_publish.store(
-        task.args.overflow != Overflow::DropHead,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    task.publish_settings();
     task.report_memory();
     tokio::spawn(task.run(rx).instrument(span));
     queue
@@ -297,11 +294,8 @@ impl QueueTask {
             }
             QueueCmd::Touch => self.last_used = tokio::time::Instant::now(),
             QueueCmd::Configure(args) => {
-                self.queue.rejects_publish.store(
-                    args.overflow != Overflow::DropHead,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
                 self.args = args;
+                self.publish_settings();
                 self.drop_over_limit();
             }
             QueueCmd::Requeue { ids, delivered } => self.messages.requeue(&ids, delivered),
@@ -563,6 +557,17 @@ impl QueueTask {
             self.messages.unpop(entry);
         }
         false
+    }
+
+    /// Shares the settings channels read without asking the queue.
+    fn publish_settings(&self) {
+        use std::sync::atomic::Ordering;
+        self.queue
+            .rejects_publish
+            .store(self.args.overflow != Overflow::DropHead, Ordering::Relaxed);
+        self.queue
+            .consumer_timeout_ms
+            .store(self.args.consumer_timeout.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Whether one more message like `message` would exceed the length limits.

@@ -519,6 +519,7 @@ impl VHost {
                     arguments: req.arguments.clone(),
                     stored,
                     rejects_publish: Default::default(),
+                    consumer_timeout_ms: Default::default(),
                     tx,
                 },
                 args,
