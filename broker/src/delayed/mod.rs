@@ -43,6 +43,10 @@
 //!   no queue; plugin issue #36); Warren's does not, it is routed when due.
 //! - Routing after the delay starts a message's per-message TTL only then (it counts in the
 //!   queue), as in RabbitMQ.
+//! - Topic permissions are checked on a delayed exchange whose `x-delayed-type` is topic
+//!   (its `kind` is `Topic`); RabbitMQ checks them only for exchanges of type `topic`.
+//! - A stored message whose fsync fails is nacked but still held in memory (and delivered
+//!   when due unless the broker restarts first).
 
 pub mod header;
 mod schedule;
