@@ -134,11 +134,13 @@ async fn consuming_the_pseudo_queue_with_acks_is_refused_with_406() {
 #[tokio::test]
 async fn publishing_with_reply_to_but_no_reply_consumer_is_refused_with_406() {
     let broker = TestBroker::start().await;
-    let (_c, ch) = broker.channel().await;
+    let (c, ch) = broker.channel().await;
+    let mut events = Box::pin(c.events_listener());
     declare_queue(&ch, "rpc").await;
     request(&ch, "rpc", "x", "c").await;
-    // The publish is asynchronous: the refusal closes the channel before the next method.
-    let (code, text) = refusal(within(ch.basic_qos(1, BasicQosOptions::default())).await);
+    // The publish has no reply: the refusal arrives as the channel's close.
+    let err = next_error(&mut events).await;
+    let (code, text) = (reply_code(&err), reply_text(&err));
     assert_eq!(code, Some(406));
     assert_eq!(
         text,
@@ -288,9 +290,11 @@ async fn replying_needs_write_permission_on_amq_default() {
         .connect_url(&format!("amqp://bob:bob@{}/%2f", broker.addr))
         .await
         .unwrap();
+    let mut events = Box::pin(bob.events_listener());
     let ch = bob.create_channel().await.unwrap();
     publish_to_queue(&ch, &reply_to, b"r").await;
-    let (code, text) = refusal(within(ch.basic_qos(1, BasicQosOptions::default())).await);
+    let err = next_error(&mut events).await;
+    let (code, text) = (reply_code(&err), reply_text(&err));
     assert_eq!(code, Some(403));
     assert_eq!(
         text,

@@ -15,8 +15,14 @@ use warren_definitions::{
     Tags, User, ValidationOptions, Vhost,
 };
 
-/// The exchange types Warren routes today (no `x-delayed-message` yet).
-pub const EXCHANGE_TYPES: &[&str] = &["direct", "fanout", "topic", "headers"];
+/// The exchange types Warren routes, the delayed message exchange included.
+pub const EXCHANGE_TYPES: &[&str] = &[
+    "direct",
+    "fanout",
+    "topic",
+    "headers",
+    crate::delayed::TYPE_NAME,
+];
 
 /// A definitions file that cannot be loaded: every problem found, with its JSON path.
 #[derive(Debug)]
@@ -231,9 +237,9 @@ mod tests {
     fn every_problem_is_listed_with_its_path() {
         let defs = Definitions::from_json(
             r#"{"vhosts": [{"name": "/"}],
-                "exchanges": [{"name": "d", "vhost": "/", "type": "x-delayed-message",
+                "exchanges": [{"name": "d", "vhost": "/", "type": "x-consistent-hash",
                                "durable": true, "auto_delete": false, "internal": false,
-                               "arguments": {"x-delayed-type": "direct"}}],
+                               "arguments": {}}],
                 "bindings": [{"source": "amq.direct", "vhost": "/", "destination": "amq.fanout",
                               "destination_type": "exchange", "routing_key": "", "arguments": {}},
                              {"source": "amq.direct", "vhost": "/", "destination": "nope",

@@ -24,6 +24,7 @@ pub mod config;
 pub mod connection;
 pub mod definitions_boot;
 pub mod defs;
+pub mod delayed;
 pub mod error;
 pub mod exchange;
 pub mod http;

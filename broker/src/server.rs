@@ -87,6 +87,7 @@ impl BrokerShared {
             meta,
             budget: Arc::new(MemoryBudget::new(config.memory_budget)),
             paging: Arc::new(SegmentStore::new(&paging_dir)?),
+            delayed: Box::new(SegmentStore::new(&config.data_dir.join("delayed"))?),
             alarm: alarm.clone(),
         });
         let base = definitions_boot::boot_access(
@@ -120,6 +121,16 @@ impl BrokerShared {
             })
             .collect();
         persistence.store.remove_other_queues(&keep)?;
+        // Likewise the messages of durable delayed exchanges that are gone.
+        let keep: Vec<(String, String)> = vhosts
+            .values()
+            .flat_map(|v| {
+                v.stored_delayed_exchanges()
+                    .into_iter()
+                    .map(|x| (v.name.clone(), x))
+            })
+            .collect();
+        persistence.delayed.remove_other_queues(&keep)?;
         Ok(BrokerShared {
             config,
             users: ArcSwap::from_pointee(users),

@@ -140,6 +140,12 @@ impl Channel {
                     .check_topic(Perm::Write, exchange_name, message.routing_key.as_str())
                     .map_err(during)?;
             }
+            // A delayed message exchange holds a message with an `x-delay` (channel/delayed.rs).
+            if let Some(delayed) = &exchange.delayed {
+                if self.hold_delayed(ctx, delayed, &message, publish.mandatory) {
+                    return Ok(());
+                }
+            }
             // Headers are parsed only when present: a headers exchange (or one that may lead
             // to one) reads them, and CC/BCC add routing keys.
             let headers = if message.summary.has_headers {

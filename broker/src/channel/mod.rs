@@ -7,6 +7,7 @@
 pub mod assembler;
 mod basic;
 pub mod confirm;
+mod delayed;
 mod exchange;
 mod queue;
 pub mod reply_to;

@@ -43,7 +43,7 @@ pub async fn overview(broker: &BrokerShared, viewer: &Viewer) -> Reply {
         }
     }
     let node = node_name();
-    let exchange_types: Vec<_> = ["direct", "fanout", "topic", "headers"]
+    let exchange_types: Vec<_> = crate::definitions_boot::EXCHANGE_TYPES
         .iter()
         .map(|name| json!({"name": name, "enabled": true}))
         .collect();

@@ -111,7 +111,7 @@ pub fn exchanges(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> 
             let mut json = json!({
                 "name": x.name,
                 "vhost": vhost.name,
-                "type": x.kind.name(),
+                "type": x.type_name(),
                 "durable": x.durable,
                 "auto_delete": x.auto_delete,
                 "internal": x.internal,
@@ -123,6 +123,10 @@ pub fn exchanges(broker: &BrokerShared, viewer: &Viewer, only: Option<&str>) -> 
                     .then(|| policies.effective(Target::Exchange, &x.name))
                     .flatten();
                 add_policy(map, policy);
+                if let Some(delayed) = &x.delayed {
+                    // The plugin's exchange info item.
+                    map.insert("messages_delayed".into(), delayed.messages_delayed().into());
+                }
             }
             json
         }));

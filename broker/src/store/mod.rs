@@ -128,6 +128,8 @@ pub struct Persistence {
     pub budget: std::sync::Arc<crate::queue::memory::MemoryBudget>,
     /// Page files of messages without a durable home (wiped at every start).
     pub paging: std::sync::Arc<dyn Store>,
+    /// Messages held by durable delayed exchanges, keyed by (vhost, exchange) (`delayed`).
+    pub delayed: Box<dyn Store>,
     /// Raised when a write fails for lack of space (and by the free-space monitor).
     pub alarm: std::sync::Arc<crate::alarm::DiskAlarm>,
 }

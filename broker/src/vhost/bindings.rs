@@ -26,6 +26,10 @@ impl Topology {
         let Some(x) = self.exchanges.remove(name) else {
             return false;
         };
+        if let Some(delayed) = &x.delayed {
+            // Its pending messages (and their files) go with it.
+            delayed.delete();
+        }
         // Bindings that lead to it were persisted only if it was.
         let durable = exchange_persisted(&x);
         self.remove_destination(&Destination::Exchange(Arc::from(name))) || durable

@@ -22,7 +22,7 @@ impl VHost {
                 t.exchanges.push(defs_model::Exchange {
                     name: x.name.clone(),
                     vhost: self.name.clone(),
-                    kind: x.kind.name().to_string(),
+                    kind: x.type_name().to_string(),
                     durable: true,
                     auto_delete: false,
                     internal: x.internal,
@@ -143,6 +143,8 @@ impl VHost {
                 ));
             }
         }
+        // Bindings are back: recovered delayed messages may be routed now.
+        self.start_delayed_exchanges();
         problems
     }
 
@@ -157,6 +159,7 @@ impl VHost {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             self.deleted.store(true, Ordering::Release);
+            self.delete_delayed_exchanges();
             let queues = self.topology().queues.values().cloned().collect();
             self.snapshot.store(Arc::new(Topology::default()));
             queues

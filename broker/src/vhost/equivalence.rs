@@ -7,7 +7,6 @@ impl VHost {
     pub(super) fn check_exchange_equivalence(
         &self,
         x: &Exchange,
-        kind: ExchangeKind,
         req: &ExchangeDeclare,
     ) -> AmqpResult<()> {
         let mismatch = |arg: &str,
@@ -18,8 +17,8 @@ impl VHost {
                 x.name, self.name
             )))
         };
-        if x.kind != kind {
-            return mismatch("type", &kind.name(), &x.kind.name());
+        if x.type_name() != req.kind {
+            return mismatch("type", &req.kind, &x.type_name());
         }
         if x.durable != req.durable {
             return mismatch("durable", &req.durable, &x.durable);

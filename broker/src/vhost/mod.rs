@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use warren_definitions as defs_model;
 
 mod bindings;
+mod delayed;
 mod durable;
 mod equivalence;
 
@@ -38,6 +39,9 @@ pub struct Exchange {
     /// Where messages this exchange cannot route go: the `alternate-exchange` argument, else
     /// the exchange's policy's `alternate-exchange`.
     pub alternate: Option<Arc<str>>,
+    /// Set for an `x-delayed-message` exchange (whose `kind` is its `x-delayed-type`): holds
+    /// messages published with an `x-delay` (`crate::delayed`).
+    pub delayed: Option<Arc<crate::delayed::DelayedExchange>>,
 }
 
 impl Exchange {
@@ -52,6 +56,15 @@ impl Exchange {
             bindings: Bindings::new(kind),
             exchange_bindings: 0,
             alternate: None,
+            delayed: None,
+        }
+    }
+
+    /// The exchange's type as declared: `kind`'s name, or `x-delayed-message`.
+    pub fn type_name(&self) -> &'static str {
+        match self.delayed {
+            Some(_) => crate::delayed::TYPE_NAME,
+            None => self.kind.name(),
         }
     }
 
@@ -395,7 +408,7 @@ impl VHost {
         Ok(result)
     }
 
-    pub fn declare_exchange(&self, req: &ExchangeDeclare) -> AmqpResult<()> {
+    pub fn declare_exchange(self: &Arc<Self>, req: &ExchangeDeclare) -> AmqpResult<()> {
         let existing = self.topology().exchanges.get(&req.name).cloned();
         // rabbitmq-compat: the default exchange cannot be declared, not even passively
         // (`check_not_default_exchange` in rabbit_channel.erl).
@@ -409,16 +422,21 @@ impl VHost {
             };
         }
         // rabbitmq-compat: an unknown exchange type is a connection error (503), checked first.
-        let kind = ExchangeKind::from_name(&req.kind).ok_or_else(|| {
-            AmqpError::command_invalid(format_args!("unknown exchange type '{}'", req.kind))
-        })?;
+        let delayed = req.kind == crate::delayed::TYPE_NAME;
+        let kind = ExchangeKind::from_name(&req.kind);
+        if kind.is_none() && !delayed {
+            return Err(AmqpError::command_invalid(format_args!(
+                "unknown exchange type '{}'",
+                req.kind
+            )));
+        }
         if req.name.is_empty() {
             return Err(default_exchange_refused());
         }
         // rabbitmq-compat: the reserved `amq.` prefix only refuses *creating* an exchange; an
         // equivalent redeclare of an existing `amq.*` exchange succeeds (as in RabbitMQ).
         if let Some(x) = existing {
-            return self.check_exchange_equivalence(&x, kind, req);
+            return self.check_exchange_equivalence(&x, req);
         }
         if is_reserved_name(&req.name) {
             return Err(AmqpError::access_refused(format_args!(
@@ -426,11 +444,17 @@ impl VHost {
                 req.name
             )));
         }
+        // A new delayed exchange routes as its `x-delayed-type` says (validated as the plugin's
+        // `validate/1` does, only on creation).
+        let kind = match kind {
+            Some(kind) => kind,
+            None => crate::delayed::delayed_kind(&req.arguments)?,
+        };
         self.update(|topo, durable_change| {
             if let Some(x) = topo.exchanges.get(&req.name) {
-                return self.check_exchange_equivalence(x, kind, req);
+                return self.check_exchange_equivalence(x, req);
             }
-            let x = Exchange {
+            let mut x = Exchange {
                 durable: req.durable,
                 auto_delete: req.auto_delete,
                 internal: req.internal,
@@ -439,6 +463,9 @@ impl VHost {
                 ..Exchange::new(&req.name, kind)
             };
             *durable_change = exchange_persisted(&x);
+            if delayed {
+                x.delayed = Some(self.new_delayed(&x.name, *durable_change)?);
+            }
             topo.exchanges.insert(req.name.clone(), Arc::new(x));
             Ok(())
         })
