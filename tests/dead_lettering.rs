@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 use common::*;
 
 use lapin::options::*;
@@ -301,4 +303,42 @@ async fn invalid_queue_arguments_are_refused_with_406_in_rabbitmqs_words() {
     }
     let ch = conn.create_channel().await.unwrap();
     declare_with(&ch, "q", table(&[("x-queue-type", text("classic"))])).await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_persistent_message_in_a_durable_queue_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = process::ChildBroker::start(dir.path()).await;
+    let (conn, ch) = broker.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    try_declare_queue(&ch, "parked", durable, FieldTable::default())
+        .await
+        .unwrap();
+    try_declare_queue(&ch, "work", durable, dlx_args("", Some("parked")))
+        .await
+        .unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    process::publish_confirmed(&ch, "", "work", b"poison", process::persistent()).await;
+    reject_next(&ch, "work").await;
+    within(async {
+        while ready_count(&ch, "parked").await < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    drop(conn);
+    broker.kill().await;
+
+    let broker = process::ChildBroker::start(dir.path()).await;
+    let (_conn, ch) = broker.channel().await;
+    let m = get(&ch, "parked", true)
+        .await
+        .expect("the dead-lettered message");
+    assert_eq!(m.delivery.data, b"poison");
+    assert!(m.delivery.properties.headers().is_some());
+    assert_eq!(ready_count(&ch, "work").await, 0);
+    broker.stop().await;
 }
