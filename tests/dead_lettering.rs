@@ -6,9 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/process.rs"]
 mod process;
 use common::*;
+use http::put_policy;
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -205,28 +208,6 @@ async fn a_policy_sets_the_dead_letter_exchange_and_an_argument_wins_over_it() {
     publish_to_queue(&ch, "later", "late").await;
     reject_next(&ch, "later").await;
     assert_eq!(dead_lettered(&ch, "arg-dead", 1).await, ["late"]);
-}
-
-/// PUT /api/policies/%2F/{name} as guest; the HTTP status.
-async fn put_policy(broker: &TestBroker, name: &str, body: &serde_json::Value) -> u16 {
-    let url = format!("{}/api/policies/%2F/{name}", broker.http_url());
-    let body = body.to_string();
-    within(tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .put(&url)
-            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
-            .header("Content-Type", "application/json")
-            .send(body.as_str())
-            .unwrap()
-            .status()
-            .as_u16()
-    }))
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

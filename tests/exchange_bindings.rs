@@ -8,7 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 use common::*;
+use http::put_policy;
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -304,24 +307,9 @@ async fn an_alternate_exchange_set_by_policy_applies_and_the_argument_wins() {
     )
     .await
     .unwrap();
-    let url = format!("{}/api/policies/%2F/ae", broker.http_url());
     let body = serde_json::json!({"pattern": "^orders", "apply-to": "exchanges",
                                   "definition": {"alternate-exchange": "ae-policy"}});
-    let status = within(tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .put(&url)
-            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
-            .send(body.to_string().as_str())
-            .unwrap()
-            .status()
-            .as_u16()
-    }))
-    .await
-    .unwrap();
+    let status = put_policy(&broker, "ae", &body).await;
     assert_eq!(status, 201);
     publish_acked(&ch, "orders", "x", "policy").await;
     publish_acked(&ch, "orders-own", "x", "argument").await;

@@ -6,12 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 use common::*;
+use http::put_policy;
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
-use std::time::Duration;
 
 async fn declare_with(ch: &Channel, name: &str, args: FieldTable) {
     try_declare_queue(ch, name, QueueDeclareOptions::default(), args)
@@ -27,15 +29,6 @@ async fn with_dlq(ch: &Channel) {
     declare_exchange(ch, "dlx", ExchangeKind::Fanout).await;
     declare_queue(ch, "dlq").await;
     bind(ch, "dlq", "dlx", "").await;
-}
-
-async fn until_ready(ch: &Channel, queue: &str, n: u32) {
-    within(async {
-        while ready_count(ch, queue).await != n {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
 }
 
 async fn confirmed(ch: &Channel, queue: &str, body: &str) -> Confirmation {
@@ -180,22 +173,7 @@ async fn a_max_length_policy_applies_to_queues_without_the_argument() {
     let (_conn, ch) = broker.confirming_channel().await;
     let body = serde_json::json!({"pattern": "^capped\\.", "apply-to": "queues",
                                   "definition": {"max-length": 1}});
-    let url = format!("{}/api/policies/%2F/cap", broker.http_url());
-    let status = within(tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .put(&url)
-            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
-            .send(body.to_string().as_str())
-            .unwrap()
-            .status()
-            .as_u16()
-    }))
-    .await
-    .unwrap();
+    let status = put_policy(&broker, "cap", &body).await;
     assert_eq!(status, 201);
     declare_queue(&ch, "capped.one").await;
     for body in ["x", "y"] {

@@ -7,7 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 use common::*;
+use http::put_policy;
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -26,16 +29,6 @@ fn ttl(ms: i32) -> (&'static str, AMQPValue) {
 
 fn expiring(ms: &str) -> BasicProperties {
     BasicProperties::default().with_expiration(ms.into())
-}
-
-/// Polls until `queue` holds exactly `n` ready messages (bounded by `within`).
-async fn until_ready(ch: &Channel, queue: &str, n: u32) {
-    within(async {
-        while ready_count(ch, queue).await != n {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -156,22 +149,7 @@ async fn a_policy_ttl_applies_and_the_lower_of_policy_and_argument_wins() {
     let (_conn, ch) = broker.channel().await;
     let body = serde_json::json!({"pattern": "^p\\.", "apply-to": "queues",
                                   "definition": {"message-ttl": 100}});
-    let url = format!("{}/api/policies/%2F/ttl", broker.http_url());
-    let status = within(tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .put(&url)
-            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
-            .send(body.to_string().as_str())
-            .unwrap()
-            .status()
-            .as_u16()
-    }))
-    .await
-    .unwrap();
+    let status = put_policy(&broker, "ttl", &body).await;
     assert_eq!(status, 201);
     declare_queue(&ch, "p.policy-only").await;
     declare_with(&ch, "p.longer-arg", table(&[ttl(600_000)])).await;

@@ -418,3 +418,14 @@ pub async fn try_unbind_exchange(
     ))
     .await
 }
+
+/// Polls until `queue` holds exactly `n` ready messages (what other queues or timers do in
+/// their own time), bounded by `within`.
+pub async fn until_ready(ch: &Channel, queue: &str, n: u32) {
+    within(async {
+        while ready_count(ch, queue).await != n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}

@@ -113,3 +113,11 @@ pub fn with<'a>(list: &'a Value, key: &str, value: &str) -> Vec<&'a Value> {
         .filter(|item| item[key] == value)
         .collect()
 }
+
+/// `PUT /api/policies/%2F/{name}` as guest; the HTTP status.
+pub async fn put_policy(broker: &TestBroker, name: &str, body: &Value) -> u16 {
+    let path = format!("/api/policies/%2F/{name}");
+    send(broker, "PUT", &path, GUEST, &body.to_string())
+        .await
+        .status
+}
