@@ -89,18 +89,12 @@ pub async fn put_queue(
     vhost: &str,
     name: &str,
     body: &[u8],
-) -> Reply {
-    let (v, access) = match vhost_and_access(broker, viewer, vhost) {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
-    let map = match object(body) {
-        Ok(map) => map,
-        Err(reply) => return reply,
-    };
-    if let Err(e) = access.check(Perm::Configure, Resource::Queue, name) {
-        return amqp_reply(&e);
-    }
+) -> Result<Reply, Reply> {
+    let (v, access) = vhost_and_access(broker, viewer, vhost)?;
+    let map = object(body)?;
+    access
+        .check(Perm::Configure, Resource::Queue, name)
+        .map_err(|e| amqp_reply(&e))?;
     // rabbitmq-compat: queues declared over HTTP are durable unless told otherwise.
     let req = QueueDeclare {
         name: name.to_string(),
@@ -113,16 +107,14 @@ pub async fn put_queue(
     };
     let created = match v.declare_queue(&req, 0) {
         Ok((_, created)) => created,
-        Err(e) => return amqp_reply(&e),
+        Err(e) => return Err(amqp_reply(&e)),
     };
-    if let Err(e) = v.sync_metadata().await {
-        return amqp_reply(&e);
-    }
-    Reply::empty(if created {
+    v.sync_metadata().await.map_err(|e| amqp_reply(&e))?;
+    Ok(Reply::empty(if created {
         StatusCode::CREATED
     } else {
         StatusCode::NO_CONTENT
-    })
+    }))
 }
 
 /// Deletes a queue, or with `contents` purges it.
@@ -132,26 +124,23 @@ pub async fn delete_queue(
     vhost: &str,
     name: &str,
     contents: bool,
-) -> Reply {
-    let (v, access) = match vhost_and_access(broker, viewer, vhost) {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
+) -> Result<Reply, Reply> {
+    let (v, access) = vhost_and_access(broker, viewer, vhost)?;
     let perm = if contents {
         Perm::Read
     } else {
         Perm::Configure
     };
-    if let Err(e) = access.check(perm, Resource::Queue, name) {
-        return amqp_reply(&e);
-    }
+    access
+        .check(perm, Resource::Queue, name)
+        .map_err(|e| amqp_reply(&e))?;
     let q = match v.queue(name, 0) {
         Ok(q) => q,
-        Err(e) => return amqp_reply(&e),
+        Err(e) => return Err(amqp_reply(&e)),
     };
     if contents {
         let _ = q.request(|reply| QueueCmd::Purge { reply }).await;
-        return Reply::empty(StatusCode::NO_CONTENT);
+        return Ok(Reply::empty(StatusCode::NO_CONTENT));
     }
     let result = q
         .request(|reply| QueueCmd::Delete {
@@ -161,14 +150,12 @@ pub async fn delete_queue(
         })
         .await;
     if let Ok(Err(e)) = result {
-        return amqp_reply(&e);
+        return Err(amqp_reply(&e));
     }
     // A queue that stopped meanwhile (Err(QueueGone)) was deleted by someone else.
     v.forget_queue(&q);
-    if let Err(e) = v.sync_metadata().await {
-        return amqp_reply(&e);
-    }
-    Reply::empty(StatusCode::NO_CONTENT)
+    v.sync_metadata().await.map_err(|e| amqp_reply(&e))?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 
 pub async fn put_exchange(
@@ -177,21 +164,17 @@ pub async fn put_exchange(
     vhost: &str,
     name: &str,
     body: &[u8],
-) -> Reply {
-    let (v, access) = match vhost_and_access(broker, viewer, vhost) {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
-    let map = match object(body) {
-        Ok(map) => map,
-        Err(reply) => return reply,
-    };
+) -> Result<Reply, Reply> {
+    let (v, access) = vhost_and_access(broker, viewer, vhost)?;
+    let map = object(body)?;
     let Some(kind) = map.get("type").and_then(Value::as_str) else {
-        return Reply::bad_request("type must be given (direct, fanout, topic or headers)");
+        return Err(Reply::bad_request(
+            "type must be given (direct, fanout, topic or headers)",
+        ));
     };
-    if let Err(e) = access.check(Perm::Configure, Resource::Exchange, name) {
-        return amqp_reply(&e);
-    }
+    access
+        .check(Perm::Configure, Resource::Exchange, name)
+        .map_err(|e| amqp_reply(&e))?;
     let existed = v.topology().exchanges.contains_key(name);
     let req = ExchangeDeclare {
         name: name.to_string(),
@@ -202,17 +185,13 @@ pub async fn put_exchange(
         internal: flag(&map, "internal", false),
         arguments: arguments(&map),
     };
-    if let Err(e) = v.declare_exchange(&req) {
-        return amqp_reply(&e);
-    }
-    if let Err(e) = v.sync_metadata().await {
-        return amqp_reply(&e);
-    }
-    Reply::empty(if existed {
+    v.declare_exchange(&req).map_err(|e| amqp_reply(&e))?;
+    v.sync_metadata().await.map_err(|e| amqp_reply(&e))?;
+    Ok(Reply::empty(if existed {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::CREATED
-    })
+    }))
 }
 
 pub async fn delete_exchange(
@@ -220,25 +199,18 @@ pub async fn delete_exchange(
     viewer: &Viewer,
     vhost: &str,
     name: &str,
-) -> Reply {
-    let (v, access) = match vhost_and_access(broker, viewer, vhost) {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
-    if let Err(e) = access.check(Perm::Configure, Resource::Exchange, name) {
-        return amqp_reply(&e);
-    }
+) -> Result<Reply, Reply> {
+    let (v, access) = vhost_and_access(broker, viewer, vhost)?;
+    access
+        .check(Perm::Configure, Resource::Exchange, name)
+        .map_err(|e| amqp_reply(&e))?;
     // rabbitmq-compat: over HTTP, deleting a missing exchange is 404.
     if !v.topology().exchanges.contains_key(name) {
-        return Reply::not_found();
+        return Err(Reply::not_found());
     }
-    if let Err(e) = v.delete_exchange(name, false) {
-        return amqp_reply(&e);
-    }
-    if let Err(e) = v.sync_metadata().await {
-        return amqp_reply(&e);
-    }
-    Reply::empty(StatusCode::NO_CONTENT)
+    v.delete_exchange(name, false).map_err(|e| amqp_reply(&e))?;
+    v.sync_metadata().await.map_err(|e| amqp_reply(&e))?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 
 /// Adds a binding (`routing_key`, `arguments` from the body); 201 with the new binding's
@@ -248,11 +220,8 @@ pub async fn post_binding(
     viewer: &Viewer,
     path: &BindingPath,
     body: &[u8],
-) -> Reply {
-    let map = match object(body) {
-        Ok(map) => map,
-        Err(reply) => return reply,
-    };
+) -> Result<Reply, Reply> {
+    let map = object(body)?;
     let key = map
         .get("routing_key")
         .and_then(Value::as_str)
@@ -269,7 +238,7 @@ pub async fn delete_binding(
     viewer: &Viewer,
     path: &BindingPath,
     props: &str,
-) -> Reply {
+) -> Result<Reply, Reply> {
     let key = if props == "~" { "" } else { props };
     change_binding(broker, viewer, path, key, &FieldTable::default(), false).await
 }
@@ -281,11 +250,8 @@ async fn change_binding(
     key: &str,
     args: &FieldTable,
     bind: bool,
-) -> Reply {
-    let (v, access) = match vhost_and_access(broker, viewer, &path.vhost) {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
+) -> Result<Reply, Reply> {
+    let (v, access) = vhost_and_access(broker, viewer, &path.vhost)?;
     let dest_kind = if path.to_exchange {
         Resource::Exchange
     } else {
@@ -294,9 +260,7 @@ async fn change_binding(
     let checks = access
         .check(Perm::Write, dest_kind, &path.destination)
         .and_then(|()| access.check(Perm::Read, Resource::Exchange, &path.source));
-    if let Err(e) = checks {
-        return amqp_reply(&e);
-    }
+    checks.map_err(|e| amqp_reply(&e))?;
     let (source, dest) = (path.source.as_str(), path.destination.as_str());
     let result = match (path.to_exchange, bind) {
         (true, true) => v.bind_exchange(dest, source, key, args),
@@ -304,11 +268,11 @@ async fn change_binding(
         (false, true) => v.bind_queue(dest, source, key, args, 0),
         (false, false) => v.unbind_queue(dest, source, key, args, 0),
     };
-    if let Err(e) = result.and(v.sync_metadata().await) {
-        return amqp_reply(&e);
-    }
+    result
+        .and(v.sync_metadata().await)
+        .map_err(|e| amqp_reply(&e))?;
     if !bind {
-        return Reply::empty(StatusCode::NO_CONTENT);
+        return Ok(Reply::empty(StatusCode::NO_CONTENT));
     }
     // rabbitmq-compat: the new binding's URL (its last segment is the properties key, which
     // clients such as rabbit-hole read back).
@@ -333,5 +297,5 @@ async fn change_binding(
     .join("/");
     let mut reply = Reply::empty(StatusCode::CREATED);
     reply.location = Some(format!("/{location}"));
-    reply
+    Ok(reply)
 }

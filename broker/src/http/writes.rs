@@ -70,25 +70,39 @@ pub async fn write(
             };
         }
         Route::Queue { vhost, name } if delete => {
-            return objects::delete_queue(broker, viewer, &vhost, &name, false).await
+            return objects::delete_queue(broker, viewer, &vhost, &name, false)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         Route::Queue { vhost, name } => {
-            return objects::put_queue(broker, viewer, &vhost, &name, body).await
+            return objects::put_queue(broker, viewer, &vhost, &name, body)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         Route::QueueContents { vhost, name } => {
-            return objects::delete_queue(broker, viewer, &vhost, &name, true).await
+            return objects::delete_queue(broker, viewer, &vhost, &name, true)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         Route::Exchange { vhost, name } if delete => {
-            return objects::delete_exchange(broker, viewer, &vhost, &name).await
+            return objects::delete_exchange(broker, viewer, &vhost, &name)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         Route::Exchange { vhost, name } => {
-            return objects::put_exchange(broker, viewer, &vhost, &name, body).await
+            return objects::put_exchange(broker, viewer, &vhost, &name, body)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         Route::BindingsBetween(path) => {
-            return objects::post_binding(broker, viewer, &path, body).await
+            return objects::post_binding(broker, viewer, &path, body)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         Route::Binding(path, props) => {
-            return objects::delete_binding(broker, viewer, &path, &props).await
+            return objects::delete_binding(broker, viewer, &path, &props)
+                .await
+                .unwrap_or_else(|reply| reply)
         }
         // Routes without writes were answered 405 by the router.
         _ => return Reply::not_found(),
