@@ -6,10 +6,10 @@
 # and, when RabbitMQ is installed or installable from the distribution's packages, a
 # RabbitMQ node on 127.0.0.1 (its own AMQP/dist/epmd ports, node name and data dir, no
 # plugins). Then, on both brokers:
-#   1. a backlog of ~1 M persistent 1 KiB messages in a durable queue (no consumer): the
-#      broker's RSS with it (done first, on freshly started brokers);
-#   2. memory per idle connection: N AMQP connections opened with pika and held, broker
-#      RSS before and after;
+#   1. memory per idle connection: N AMQP connections opened with pika and held, broker
+#      RSS before and after (first, on freshly started brokers);
+#   2. a backlog of ~1 M persistent 1 KiB messages in a durable queue (no consumer): the
+#      broker's RSS with it (Warren restarted first, so that it starts from scratch);
 #   3. the throughput and latency scenarios of SCENARIOS below, ROUNDS times, Warren and
 #      RabbitMQ alternately (the order flips each round).
 # Prints one table of medians with Warren/RabbitMQ ratios and the issue's targets, and
@@ -140,13 +140,24 @@ WARREN=$TARGET_DIR/release/warren
 CLI=$TARGET_DIR/release/warren-cli
 
 # --- Warren -----------------------------------------------------------------------------
-WARREN_PORT=$(free_port)
-mkdir -p "$WORK/warren-data"
-"$WARREN" --bind 127.0.0.1 --port "$WARREN_PORT" --http-port 0 --data-dir "$WORK/warren-data" \
-  >"$WORK/warren.log" 2>&1 &
-WARREN_PID=$!
-wait_for_port "$WARREN_PORT" "$WARREN_PID" Warren
-log "Warren pid $WARREN_PID on 127.0.0.1:$WARREN_PORT"
+WARREN_STARTS=0
+start_warren() { # a fresh Warren: new port, new data dir, its own log
+  WARREN_STARTS=$((WARREN_STARTS + 1))
+  WARREN_PORT=$(free_port)
+  mkdir -p "$WORK/warren-data-$WARREN_STARTS"
+  "$WARREN" --bind 127.0.0.1 --port "$WARREN_PORT" --http-port 0 \
+    --data-dir "$WORK/warren-data-$WARREN_STARTS" >"$WORK/warren-$WARREN_STARTS.log" 2>&1 &
+  WARREN_PID=$!
+  wait_for_port "$WARREN_PORT" "$WARREN_PID" Warren
+  log "Warren pid $WARREN_PID on 127.0.0.1:$WARREN_PORT"
+}
+stop_warren() {
+  kill -TERM "$WARREN_PID"
+  for _ in $(seq 50); do kill -0 "$WARREN_PID" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL "$WARREN_PID" 2>/dev/null || true
+  wait "$WARREN_PID" 2>/dev/null || true
+}
+start_warren
 
 # --- RabbitMQ ---------------------------------------------------------------------------
 rabbit_env() {
@@ -210,7 +221,84 @@ broker_port() { if [[ $1 == warren ]]; then echo "$WARREN_PORT"; else echo "$RAB
 broker_pid() { if [[ $1 == warren ]]; then echo "$WARREN_PID"; else echo "$RABBIT_PID"; fi; }
 broker_url() { echo "amqp://guest:guest@127.0.0.1:$(broker_port "$1")/%2f"; }
 
-# --- 1. Backlog: RSS with ~1 M queued 1 KiB persistent messages --------------------------
+# --- 1. Memory per idle connection -------------------------------------------------------
+# pika (blocking connections, heartbeats off so that nothing is sent while they are held)
+# waits for the broker's RSS to settle, opens N connections one after the other, each with
+# one channel open as a client would, waits 5 s, reads the broker's VmRSS and closes them.
+# KiB per connection = (RSS with them - RSS before) / N.
+idle() { # broker count
+  local broker=$1 count=$2
+  log "idle connections: $count on $broker"
+  python3 - "$(broker_url "$broker")" "$count" "$(broker_pid "$broker")" "$broker" \
+    >"$OUT/idle.$count.$broker.json" 2>"$OUT/idle.$count.$broker.log" <<'PY' || log "idle connections ($count) on $broker failed (see $OUT/idle.$count.$broker.log)"
+import json, resource, sys, time
+import pika
+
+url, count, pid, broker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+# A pika BlockingConnection holds about four descriptors (its socket, its own epoll and a
+# wake-up pipe): raise this process's limit (root may raise the hard limit too).
+need = 4 * count + 100
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < need:
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(need, hard)))
+    except (ValueError, OSError) as e:
+        sys.exit(f"need {need} open files for {count} pika connections, limit is {soft}/{hard}: {e}")
+
+def rss_kib():
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+params = pika.URLParameters(url)
+params.heartbeat = 0
+params.blocked_connection_timeout = None
+# The broker may still be giving memory back from the previous step (RabbitMQ's garbage
+# collector after the backlog, for one): wait until its RSS holds still (within 1 % over
+# 2 s, at most 60 s) before taking the baseline.
+settle_start, last = time.monotonic(), rss_kib()
+while time.monotonic() - settle_start < 60:
+    time.sleep(2)
+    now = rss_kib()
+    if abs(now - last) <= last / 100:
+        break
+    last = now
+before = rss_kib()
+start = time.monotonic()
+conns = []
+for i in range(count):
+    c = pika.BlockingConnection(params)
+    c.channel()
+    conns.append(c)
+open_s = time.monotonic() - start
+time.sleep(5)
+after = rss_kib()
+for c in conns:
+    c.close()
+time.sleep(3)
+print(json.dumps({
+    "broker": broker, "connections": count, "rss_before_kib": before, "rss_kib": after,
+    "kib_per_connection": (after - before) / count, "open_s": open_s,
+    "rss_after_close_kib": rss_kib(),
+}))
+PY
+}
+
+if [[ -n $IDLE_CONNECTIONS && -n $HAVE_PIKA ]]; then
+  for count in $IDLE_CONNECTIONS; do
+    if (( count + 100 > $(ulimit -n) )); then # the brokers' own limit, inherited from here
+      log "skipping $count idle connections: ulimit -n is $(ulimit -n)"
+      continue
+    fi
+    for broker in "${BROKERS[@]}"; do idle "$broker" "$count"; done
+  done
+elif [[ -n $IDLE_CONNECTIONS ]]; then
+  log "python3 has no pika: skipping the idle-connection scenario"
+fi
+
+# --- 2. Backlog: RSS with ~1 M queued 1 KiB persistent messages --------------------------
 # perf fills a durable queue (2 producers, 1000 confirms outstanding each, no consumer)
 # until a pika poller sees BACKLOG_MESSAGES queued, then is stopped with SIGINT; the RSS is
 # read once the queue depth has settled. perf has no message-count limit, so the count
@@ -291,76 +379,13 @@ PY
 }
 
 if [[ $BACKLOG == 1 && -n $HAVE_PIKA ]]; then
+  # Warren's RSS is an absolute target here: measure it on a freshly started Warren, not
+  # one whose allocator still holds the memory of 10,000 closed connections. (RabbitMQ
+  # keeps running; its "RSS before" column shows where it started from.)
+  if [[ -n $IDLE_CONNECTIONS ]]; then stop_warren; start_warren; fi
   for broker in "${BROKERS[@]}"; do backlog "$broker"; done
 elif [[ $BACKLOG == 1 ]]; then
   log "python3 has no pika: skipping the backlog scenario"
-fi
-
-# --- 2. Memory per idle connection -------------------------------------------------------
-# pika (blocking connections, heartbeats off so that nothing is sent while they are held)
-# waits for the broker's RSS to settle, opens N connections one after the other, each with
-# one channel open as a client would, waits 5 s, reads the broker's VmRSS and closes them.
-# KiB per connection = (RSS with them - RSS before) / N.
-idle() { # broker count
-  local broker=$1 count=$2
-  log "idle connections: $count on $broker"
-  python3 - "$(broker_url "$broker")" "$count" "$(broker_pid "$broker")" "$broker" \
-    >"$OUT/idle.$count.$broker.json" 2>"$OUT/idle.$count.$broker.log" <<'PY' || log "idle connections ($count) on $broker failed (see $OUT/idle.$count.$broker.log)"
-import json, sys, time
-import pika
-
-url, count, pid, broker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-
-def rss_kib():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-
-params = pika.URLParameters(url)
-params.heartbeat = 0
-params.blocked_connection_timeout = None
-# The broker may still be giving memory back from the previous step (RabbitMQ's garbage
-# collector after the backlog, for one): wait until its RSS holds still (within 1 % over
-# 2 s, at most 60 s) before taking the baseline.
-settle_start, last = time.monotonic(), rss_kib()
-while time.monotonic() - settle_start < 60:
-    time.sleep(2)
-    now = rss_kib()
-    if abs(now - last) <= last / 100:
-        break
-    last = now
-before = rss_kib()
-start = time.monotonic()
-conns = []
-for i in range(count):
-    c = pika.BlockingConnection(params)
-    c.channel()
-    conns.append(c)
-open_s = time.monotonic() - start
-time.sleep(5)
-after = rss_kib()
-for c in conns:
-    c.close()
-time.sleep(3)
-print(json.dumps({
-    "broker": broker, "connections": count, "rss_before_kib": before, "rss_kib": after,
-    "kib_per_connection": (after - before) / count, "open_s": open_s,
-    "rss_after_close_kib": rss_kib(),
-}))
-PY
-}
-
-if [[ -n $IDLE_CONNECTIONS && -n $HAVE_PIKA ]]; then
-  for count in $IDLE_CONNECTIONS; do
-    if (( count + 100 > $(ulimit -n) )); then
-      log "skipping $count idle connections: ulimit -n is $(ulimit -n)"
-      continue
-    fi
-    for broker in "${BROKERS[@]}"; do idle "$broker" "$count"; done
-  done
-elif [[ -n $IDLE_CONNECTIONS ]]; then
-  log "python3 has no pika: skipping the idle-connection scenario"
 fi
 
 # --- 3. Throughput and latency -----------------------------------------------------------
