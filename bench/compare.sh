@@ -503,48 +503,51 @@ def cpu_split(rs):
 
 have_rabbit = any(runs(n, "rabbitmq") for n in names) or glob.glob(f"{out}/*.rabbitmq.json")
 verdicts, warnings = [], []
+measured = [n for n in names if runs(n, "warren") or runs(n, "rabbitmq")]
+names = measured
 
-print("### Throughput and latency\n")
-print("| scenario | counts | Warren msg/s | RabbitMQ msg/s | W ÷ R | target | Warren e2e p50 / p99 / p99.9 ms | RabbitMQ e2e p50 / p99 / p99.9 ms | broker CPU s per M msgs W / R | CPU % perf / broker (W) | CPU % perf / broker (R) |")
-print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
-for n in names:
-    w, r = runs(n, "warren"), runs(n, "rabbitmq")
-    what, key = metric(n)
-    wr, rr = med(w, key), med(r, key)
-    x = ratio(wr, rr)
-    target = "–"
-    if n in TARGETS:
-        t = TARGETS[n]
-        target = f"≥ {t}×" + ("" if x is None else (" met" if x >= t else f" **missed** ({x / t:.0%} of it)"))
-        if x is not None:
-            verdicts.append((n, f"W ÷ R ≥ {t}×", f"{x:.2f}×", x >= t))
-    if n == "latency-1000":
-        wp, rp = med(w, lambda r: r["latency_us"]["p99"]), med(r, lambda r: r["latency_us"]["p99"])
-        lr = ratio(wp, rp)
-        target = "p99 ≤ ½ R's" + ("" if lr is None else (f": {lr:.2f} met" if lr <= 0.5 else f": {lr:.2f} **missed**"))
-        if lr is not None:
-            verdicts.append((n, "p99 W ÷ R ≤ 0.5", f"{lr:.2f}", lr <= 0.5))
-    wc, rc = cpu_per_million(w, key), cpu_per_million(r, key)
-    (wsplit, wbelow), (rsplit, rbelow) = cpu_split(w), cpu_split(r)
-    for broker, below in (("Warren", wbelow), ("RabbitMQ", rbelow)):
-        if below is False:
-            warnings.append(f"{n} ({broker})")
-    print(f"| {n} | {what} | {rate(wr)} | {rate(rr)} | {fmt_ratio(x)} | {target} | {lat(w, 'latency_us')} | {lat(r, 'latency_us')} "
-          f"| {'–' if wc is None else f'{wc:.1f}'} / {'–' if rc is None else f'{rc:.1f}'} | {wsplit} | {rsplit} |")
+if names:
+    print("### Throughput and latency\n")
+    print("| scenario | counts | Warren msg/s | RabbitMQ msg/s | W ÷ R | target | Warren e2e p50 / p99 / p99.9 ms | RabbitMQ e2e p50 / p99 / p99.9 ms | broker CPU s per M msgs W / R | CPU % perf / broker (W) | CPU % perf / broker (R) |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for n in names:
+        w, r = runs(n, "warren"), runs(n, "rabbitmq")
+        what, key = metric(n)
+        wr, rr = med(w, key), med(r, key)
+        x = ratio(wr, rr)
+        target = "–"
+        if n in TARGETS:
+            t = TARGETS[n]
+            target = f"≥ {t}×" + ("" if x is None else (" met" if x >= t else f" **missed** ({x / t:.0%} of it)"))
+            if x is not None:
+                verdicts.append((n, f"W ÷ R ≥ {t}×", f"{x:.2f}×", x >= t))
+        if n == "latency-1000":
+            wp, rp = med(w, lambda r: r["latency_us"]["p99"]), med(r, lambda r: r["latency_us"]["p99"])
+            lr = ratio(wp, rp)
+            target = "p99 ≤ ½ R's" + ("" if lr is None else (f": {lr:.2f} met" if lr <= 0.5 else f": {lr:.2f} **missed**"))
+            if lr is not None:
+                verdicts.append((n, "p99 W ÷ R ≤ 0.5", f"{lr:.2f}", lr <= 0.5))
+        wc, rc = cpu_per_million(w, key), cpu_per_million(r, key)
+        (wsplit, wbelow), (rsplit, rbelow) = cpu_split(w), cpu_split(r)
+        for broker, below in (("Warren", wbelow), ("RabbitMQ", rbelow)):
+            if below is False:
+                warnings.append(f"{n} ({broker})")
+        print(f"| {n} | {what} | {rate(wr)} | {rate(rr)} | {fmt_ratio(x)} | {target} | {lat(w, 'latency_us')} | {lat(r, 'latency_us')} "
+              f"| {'–' if wc is None else f'{wc:.1f}'} / {'–' if rc is None else f'{rc:.1f}'} | {wsplit} | {rsplit} |")
 
-rounds = max((len(runs(n, "warren")) for n in names), default=0)
-print()
-print(f"Medians of {rounds} round(s). e2e: publish to delivery, measured by perf's consumers. "
-      "CPU %: of one core over the measured window, load generator (perf, all threads) / broker; "
-      "⚠ marks a scenario where perf used as much CPU as the broker or more in at least one round.")
+    rounds = max((len(runs(n, "warren")) for n in names), default=0)
+    print()
+    print(f"Medians of {rounds} round(s). e2e: publish to delivery, measured by perf's consumers. "
+          "CPU %: of one core over the measured window, load generator (perf, all threads) / broker; "
+          "⚠ marks a scenario where perf used as much CPU as the broker or more in at least one round.")
 
-confirm = [n for n in names if runs(n, "warren") and runs(n, "warren")[0].get("confirm_latency_us")]
-if confirm:
-    print("\nPublish-to-confirm latency, p50 / p99 / p99.9 ms:\n")
-    print("| scenario | Warren | RabbitMQ |")
-    print("|---|---:|---:|")
-    for n in confirm:
-        print(f"| {n} | {lat(runs(n, 'warren'), 'confirm_latency_us')} | {lat(runs(n, 'rabbitmq'), 'confirm_latency_us')} |")
+    confirm = [n for n in names if runs(n, "warren") and runs(n, "warren")[0].get("confirm_latency_us")]
+    if confirm:
+        print("\nPublish-to-confirm latency, p50 / p99 / p99.9 ms:\n")
+        print("| scenario | Warren | RabbitMQ |")
+        print("|---|---:|---:|")
+        for n in confirm:
+            print(f"| {n} | {lat(runs(n, 'warren'), 'confirm_latency_us')} | {lat(runs(n, 'rabbitmq'), 'confirm_latency_us')} |")
 
 def one(path):
     try:
@@ -553,6 +556,7 @@ def one(path):
         return None
 
 idle = sorted({int(os.path.basename(p).split(".")[1]) for p in glob.glob(f"{out}/idle.*.json")})
+skipped = []
 if idle:
     print("\n### Memory per idle connection\n")
     print("| connections | Warren KiB per connection | RabbitMQ KiB per connection | W ÷ R | target | Warren RSS before → with them MiB | RabbitMQ RSS before → with them MiB |")
@@ -566,8 +570,16 @@ if idle:
         t = "≤ 0.1" + ("" if x is None else (" met" if x <= 0.1 else " **missed**"))
         if x is not None:
             verdicts.append((f"idle-{n}", "KiB/conn W ÷ R ≤ 0.1", f"{x:.3f}", x <= 0.1))
+        if w is None or r is None:  # why a count did not run (the helper's last words)
+            for broker, d in (("Warren", w), ("RabbitMQ", r)):
+                if d is None and os.path.exists(f"{out}/idle.{n}.{broker.lower()}.log"):
+                    lines = open(f"{out}/idle.{n}.{broker.lower()}.log").read().strip().splitlines()
+                    skipped.append(f"{n:,} idle connections on {broker}: {lines[-1] if lines else 'failed'}")
         span = lambda d: "–" if not d else f"{d['rss_before_kib'] / 1024:.0f} → {d['rss_kib'] / 1024:.0f}"
         print(f"| {n:,} | {'–' if wk is None else f'{wk:.1f}'} | {'–' if rk is None else f'{rk:.1f}'} | {fmt_ratio(x)} | {t} | {span(w)} | {span(r)} |")
+
+for line in skipped:
+    print(f"\nNot measured: {line}")
 
 backlog = [b for b in (one(f"{out}/backlog.warren.json"), one(f"{out}/backlog.rabbitmq.json")) if b]
 if backlog:
@@ -587,7 +599,9 @@ if verdicts:
     for n, what, got, ok in verdicts:
         print(f"- {n}: {what}: {got} — {'met' if ok else 'MISSED'}")
 print()
-if warnings:
+if not names:
+    pass
+elif warnings:
     print("Load generator: perf used at least as much CPU as the broker in " + ", ".join(warnings) +
           " — there the numbers may measure perf rather than the broker.")
 else:
