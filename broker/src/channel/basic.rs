@@ -235,7 +235,7 @@ impl Channel {
                 };
                 // A queue deleted since the snapshot was taken drops the message (and its
                 // guard, which counts as done).
-                let _ = q.send(QueueCmd::Publish(message.clone(), guard)).await;
+                let _ = q.publish(message.clone(), guard).await;
             }
         }
         if seq.is_some() {

@@ -189,7 +189,7 @@ impl Channel {
                             None
                         };
                         // A queue deleted since the publish drops the message (and its guard).
-                        let _ = q.send(QueueCmd::Publish(message.clone(), guard)).await;
+                        let _ = q.publish(message.clone(), guard).await;
                     }
                 }
                 Op::Publish {

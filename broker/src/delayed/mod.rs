@@ -56,7 +56,7 @@ use crate::channel::confirm::ConfirmGuard;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::ExchangeKind;
 use crate::message::Message;
-use crate::queue::{QueueCmd, QueueRef};
+use crate::queue::QueueRef;
 use crate::store::Location;
 use crate::vhost::{Routing, VHost};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -334,7 +334,7 @@ async fn deliver(
         };
         for q in queues {
             // A queue deleted since the snapshot drops the message.
-            let _ = q.send(QueueCmd::Publish(held.message.clone(), None)).await;
+            let _ = q.publish(held.message.clone(), None).await;
         }
         routed.extend(held.stored);
     }

@@ -109,7 +109,25 @@ pub struct QueueShared {
     /// The queue's consumer timeout in ms (`x-consumer-timeout` or policy; 0: the broker's
     /// default). Kept current by the queue task.
     pub consumer_timeout_ms: std::sync::atomic::AtomicU64,
+    /// Bytes of large messages (see `LARGE_MESSAGE`) that may wait in the mailbox, in KiB
+    /// permits: with 1 MiB bodies a mailbox of 8192 commands would hold 8 GiB and keep acks
+    /// waiting behind all of it.
+    pub(crate) large_bytes: tokio::sync::Semaphore,
     pub(crate) tx: mpsc::Sender<QueueCmd>,
+}
+
+/// Bodies from this size on also take mailbox byte permits.
+pub const LARGE_MESSAGE: usize = 64 * 1024;
+/// KiB of large messages a queue's mailbox may hold.
+pub const MAILBOX_LARGE_KIB: usize = 64 * 1024;
+
+/// The mailbox byte permits a message takes (0 for small messages).
+pub(crate) fn large_permits(message: &Message) -> u32 {
+    let len = message.body.len();
+    if len < LARGE_MESSAGE {
+        return 0;
+    }
+    u32::try_from(len.div_ceil(1024).min(MAILBOX_LARGE_KIB)).unwrap_or(u32::MAX)
 }
 
 /// A cheap, hashable handle to a queue task.
@@ -142,6 +160,36 @@ pub struct QueueGone;
 impl QueueRef {
     pub async fn send(&self, cmd: QueueCmd) -> Result<(), QueueGone> {
         self.0.tx.send(cmd).await.map_err(|_| QueueGone)
+    }
+
+    /// Hands a published message to the queue, waiting for mailbox room (for a large
+    /// message, also for room in bytes).
+    pub async fn publish(
+        &self,
+        message: Arc<Message>,
+        guard: Option<crate::channel::confirm::ConfirmGuard>,
+    ) -> Result<(), QueueGone> {
+        let permits = large_permits(&message);
+        if permits > 0 {
+            // The queue gives the permits back when it takes the message.
+            match self.0.large_bytes.acquire_many(permits).await {
+                Ok(p) => p.forget(),
+                Err(_) => return Err(QueueGone),
+            }
+        }
+        self.send(QueueCmd::Publish(message, guard)).await
+    }
+
+    /// `publish` without waiting: a task waits for room instead of the caller.
+    pub fn publish_detached(&self, message: Arc<Message>) {
+        if large_permits(&message) == 0 {
+            self.send_detached(QueueCmd::Publish(message, None));
+            return;
+        }
+        let q = self.clone();
+        tokio::spawn(async move {
+            let _ = q.publish(message, None).await;
+        });
     }
 
     /// Sends without waiting: if the mailbox is full, a task waits for room instead of the

@@ -66,6 +66,8 @@ impl Drop for QueueTask {
         // page file (transient by nature) goes.
         self.budget.report(self.reported, 0);
         self.pager.destroy();
+        // Publishers waiting for mailbox bytes learn the queue is gone.
+        self.queue.large_bytes.close();
     }
 }
 
@@ -201,6 +203,10 @@ impl QueueTask {
     fn handle(&mut self, cmd: QueueCmd) -> Flow {
         match cmd {
             QueueCmd::Publish(message, guard) => {
+                let permits = super::large_permits(&message);
+                if permits > 0 {
+                    self.queue.large_bytes.add_permits(permits as usize);
+                }
                 if self.args.overflow != Overflow::DropHead && self.full_for(&message) {
                     // rabbitmq-compat: reject-publish refuses the newest message (a confirming
                     // publisher gets basic.nack); reject-publish-dlx also dead-letters it.
@@ -748,7 +754,7 @@ impl QueueTask {
             topology.route(exchange, &key, headers.as_ref(), &mut routing);
             for q in routing.queues.drain(..) {
                 if !dead_letter::is_cycle(headers.as_ref(), &q.name) {
-                    q.send_detached(QueueCmd::Publish(marked.clone(), None));
+                    q.publish_detached(marked.clone());
                 }
             }
         }

@@ -547,6 +547,7 @@ impl VHost {
                     stored,
                     rejects_publish: Default::default(),
                     consumer_timeout_ms: Default::default(),
+                    large_bytes: tokio::sync::Semaphore::new(queue::MAILBOX_LARGE_KIB),
                     tx,
                 },
                 args,
