@@ -1,6 +1,7 @@
 //! The broker's topology in RabbitMQ's definitions format (`warren-definitions`): AMQP field
 //! tables to and from JSON arguments, and a vhost's durable exchanges, queues and bindings as
-//! definitions objects. The metadata store persists exactly this.
+//! definitions objects. The metadata store persists exactly this. Also the two readings of a
+//! field value that arguments and headers need everywhere: as an integer, as a string.
 
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use serde_json::{Number, Value};
@@ -86,6 +87,34 @@ fn json_to_value(v: &Value) -> AMQPValue {
         }
         Value::Object(map) => AMQPValue::FieldTable(json_to_table(map)),
     }
+}
+
+/// An integer field value of any width (None for other types).
+pub fn int_value(value: &AMQPValue) -> Option<i64> {
+    Some(match value {
+        AMQPValue::ShortShortInt(v) => i64::from(*v),
+        AMQPValue::ShortShortUInt(v) => i64::from(*v),
+        AMQPValue::ShortInt(v) => i64::from(*v),
+        AMQPValue::ShortUInt(v) => i64::from(*v),
+        AMQPValue::LongInt(v) => i64::from(*v),
+        AMQPValue::LongUInt(v) => i64::from(*v),
+        AMQPValue::LongLongInt(v) => *v,
+        _ => return None,
+    })
+}
+
+/// A string field value, long or short (None for other types).
+pub fn str_value(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// The string value of `key` in `table`, as RabbitMQ's `r_arg` reads names.
+pub fn str_field(table: &FieldTable, key: &str) -> Option<String> {
+    str_value(table.inner().get(key)?)
 }
 
 #[cfg(test)]

@@ -469,15 +469,7 @@ fn sender_selected_keys(headers: &FieldTable) -> (Vec<String>, bool) {
     let mut keys = Vec::new();
     for name in ["CC", "BCC"] {
         if let Some(AMQPValue::FieldArray(values)) = headers.inner().get(name) {
-            for v in values.as_slice() {
-                match v {
-                    AMQPValue::LongString(s) => {
-                        keys.push(String::from_utf8_lossy(s.as_bytes()).into_owned())
-                    }
-                    AMQPValue::ShortString(s) => keys.push(s.as_str().to_string()),
-                    _ => {}
-                }
-            }
+            keys.extend(values.as_slice().iter().filter_map(crate::defs::str_value));
         }
     }
     (keys, headers.inner().contains_key("BCC"))
@@ -510,16 +502,7 @@ fn consumer_priority(arguments: &FieldTable) -> AmqpResult<i32> {
     let Some(value) = arguments.inner().get("x-priority") else {
         return Ok(0);
     };
-    let n: Option<i64> = match value {
-        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongLongInt(v) => Some(*v),
-        _ => None,
-    };
+    let n = crate::defs::int_value(value);
     match n {
         Some(n) => Ok(i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })),
         None => Err(AmqpError::precondition_failed(format_args!(

@@ -7,7 +7,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::vhost::ExchangeDeclare;
 use amq_protocol::protocol::exchange::{self as amqp_exchange, AMQPMethod};
 use amq_protocol::protocol::AMQPClass;
-use amq_protocol::types::{AMQPValue, FieldTable};
+use amq_protocol::types::FieldTable;
 
 impl Channel {
     pub(super) async fn exchange_method(
@@ -106,7 +106,7 @@ fn check_declare_permitted(ctx: &ConnCtx, name: &str, arguments: &FieldTable) ->
     if ctx.vhost.topology().exchanges.contains_key(name) {
         return Ok(());
     }
-    if let Some(alternate) = string_argument(arguments, "alternate-exchange") {
+    if let Some(alternate) = crate::defs::str_field(arguments, "alternate-exchange") {
         ctx.access.check(Perm::Read, Resource::Exchange, name)?;
         ctx.access
             .check(Perm::Write, Resource::Exchange, &alternate)?;
@@ -130,13 +130,4 @@ fn check_binding_permitted(
         .check(Perm::Write, Resource::Exchange, destination)?;
     ctx.access.check(Perm::Read, Resource::Exchange, source)?;
     super::queue::check_topic_binding(ctx, source, routing_key)
-}
-
-/// A string-valued argument (long or short string), as RabbitMQ's `r_arg` reads names.
-pub(super) fn string_argument(arguments: &FieldTable, key: &str) -> Option<String> {
-    match arguments.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
 }

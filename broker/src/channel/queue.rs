@@ -1,6 +1,5 @@
 //! queue.* methods: declare, bind, unbind, purge, delete.
 
-use super::exchange::string_argument;
 use super::{reply_to, Channel};
 use crate::access::{Perm, Resource};
 use crate::connection::outbound::short;
@@ -202,7 +201,7 @@ fn check_declare_permitted(
     if ctx.vhost.topology().queues.contains_key(name) {
         return Ok(());
     }
-    if let Some(dlx) = string_argument(arguments, "x-dead-letter-exchange") {
+    if let Some(dlx) = crate::defs::str_field(arguments, "x-dead-letter-exchange") {
         ctx.access.check(Perm::Read, Resource::Queue, name)?;
         ctx.access.check(Perm::Write, Resource::Exchange, &dlx)?;
     }

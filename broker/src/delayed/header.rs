@@ -22,14 +22,11 @@ pub const MAX_DELAY_MS: i64 = u32::MAX as i64;
 /// rabbitmq-compat: a string that is not an integer makes the plugin's `binary_to_integer`
 /// crash the publishing channel; Warren treats it as "no delay" instead.
 pub fn delay_value(headers: &FieldTable) -> Option<i64> {
-    match headers.inner().get(DELAY_HEADER)? {
-        AMQPValue::ShortShortInt(i) => Some(i64::from(*i)),
-        AMQPValue::ShortShortUInt(i) => Some(i64::from(*i)),
-        AMQPValue::ShortInt(i) => Some(i64::from(*i)),
-        AMQPValue::ShortUInt(i) => Some(i64::from(*i)),
-        AMQPValue::LongInt(i) => Some(i64::from(*i)),
-        AMQPValue::LongUInt(i) => Some(i64::from(*i)),
-        AMQPValue::LongLongInt(i) => Some(*i),
+    let value = headers.inner().get(DELAY_HEADER)?;
+    if let Some(n) = crate::defs::int_value(value) {
+        return Some(n);
+    }
+    match value {
         AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
         AMQPValue::ShortString(s) => s.as_str().parse().ok(),
         // `as` saturates (NaN becomes 0, which is "no delay").

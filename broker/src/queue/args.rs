@@ -4,6 +4,7 @@
 //! `max-length-bytes`) the lower of the two applies, for the rest the argument wins — as
 //! RabbitMQ's policy merge does.
 
+use crate::defs::{int_value, str_value};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::erl_term;
 use crate::policy::CompiledPolicy;
@@ -54,27 +55,6 @@ pub struct QueueArgs {
     pub consumer_timeout: Option<u64>,
 }
 
-fn int(value: &AMQPValue) -> Option<i128> {
-    Some(match value {
-        AMQPValue::ShortShortInt(v) => i128::from(*v),
-        AMQPValue::ShortShortUInt(v) => i128::from(*v),
-        AMQPValue::ShortInt(v) => i128::from(*v),
-        AMQPValue::ShortUInt(v) => i128::from(*v),
-        AMQPValue::LongInt(v) => i128::from(*v),
-        AMQPValue::LongUInt(v) => i128::from(*v),
-        AMQPValue::LongLongInt(v) => i128::from(*v),
-        _ => return None,
-    })
-}
-
-fn text(value: &AMQPValue) -> Option<String> {
-    match value {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
-}
-
 impl QueueArgs {
     /// Reads and checks a declare's arguments. rabbitmq-compat: an invalid value is
     /// 406 "invalid arg '<key>' for queue '<q>' in vhost '<v>': <reason>", with RabbitMQ's
@@ -88,11 +68,11 @@ impl QueueArgs {
         let mut out = QueueArgs::default();
         let table = args.inner();
         // A non-negative integer (or positive, when `min` is 1).
-        let number = |key: &str, min: i128| -> AmqpResult<Option<u64>> {
+        let number = |key: &str, min: i64| -> AmqpResult<Option<u64>> {
             let Some(value) = table.get(key) else {
                 return Ok(None);
             };
-            let Some(n) = int(value) else {
+            let Some(n) = int_value(value) else {
                 return Err(invalid(
                     key,
                     format!(
@@ -142,7 +122,7 @@ impl QueueArgs {
         }
         out.consumer_timeout = number("x-consumer-timeout", 1)?;
         if let Some(value) = table.get("x-overflow") {
-            out.overflow = text(value)
+            out.overflow = str_value(value)
                 .as_deref()
                 .and_then(Overflow::parse)
                 .ok_or_else(|| {
@@ -160,7 +140,7 @@ impl QueueArgs {
             ),
         ] {
             if let Some(value) = table.get(key) {
-                *slot = Some(text(value).ok_or_else(|| {
+                *slot = Some(str_value(value).ok_or_else(|| {
                     invalid(
                         key,
                         format!(
@@ -178,7 +158,7 @@ impl QueueArgs {
             ));
         }
         if let Some(value) = table.get("x-queue-type") {
-            match text(value).as_deref() {
+            match str_value(value).as_deref() {
                 Some("classic") => {}
                 Some(other @ ("quorum" | "stream")) => {
                     return Err(AmqpError::precondition_failed(format_args!(

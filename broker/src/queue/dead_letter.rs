@@ -3,6 +3,7 @@
 //! its headers. Pure functions; the queue task does the routing.
 
 use crate::connection::frame::ShortStr;
+use crate::defs::str_field;
 use crate::message::Message;
 use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
@@ -30,14 +31,6 @@ fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
 }
 
-fn get_str(t: &FieldTable, key: &str) -> Option<String> {
-    match t.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
-}
-
 /// rabbitmq-compat (`rabbit_dead_letter` cycle detection): delivering a dead-lettered
 /// message to `target` would close a cycle if its `x-death` history (newest first) reaches an
 /// earlier death in `target` without any rejection on the way. Such a message is dropped
@@ -50,10 +43,10 @@ pub fn is_cycle(headers: Option<&FieldTable>, target: &str) -> bool {
         let AMQPValue::FieldTable(t) = death else {
             continue;
         };
-        if get_str(t, "reason").as_deref() == Some("rejected") {
+        if str_field(t, "reason").as_deref() == Some("rejected") {
             return false;
         }
-        if get_str(t, "queue").as_deref() == Some(target) {
+        if str_field(t, "queue").as_deref() == Some(target) {
             return true;
         }
     }
@@ -82,8 +75,8 @@ pub fn mark(
     };
     let same = |v: &AMQPValue| match v {
         AMQPValue::FieldTable(t) => {
-            get_str(t, "queue").as_deref() == Some(queue)
-                && get_str(t, "reason").as_deref() == Some(reason.as_str())
+            str_field(t, "queue").as_deref() == Some(queue)
+                && str_field(t, "reason").as_deref() == Some(reason.as_str())
         }
         _ => false,
     };

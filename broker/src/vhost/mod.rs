@@ -74,14 +74,7 @@ impl Exchange {
         policies: &crate::policy::PolicySet,
         name: &str,
     ) -> Option<Arc<str>> {
-        let from_arg = match arguments.inner().get("alternate-exchange") {
-            Some(AMQPValue::LongString(s)) => {
-                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
-            }
-            Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
-            _ => None,
-        };
-        from_arg
+        crate::defs::str_field(arguments, "alternate-exchange")
             .or_else(|| {
                 policies
                     .effective(Target::Exchange, name)
