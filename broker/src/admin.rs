@@ -50,11 +50,17 @@ impl BrokerShared {
     /// Installs `base` as the broker's users, vhosts, permissions and policies, and waits
     /// until it is on disk.
     async fn commit_base(&self, base: Definitions) -> AdminResult<()> {
+        let policies_changed = self.persistence.meta.base().policies != base.policies;
         for v in &base.vhosts {
-            self.add_vhost(&v.name);
+            if let Some(new) = self.add_vhost(&v.name) {
+                new.set_policies(&base.policies);
+            }
         }
-        for vhost in self.vhost_list() {
-            vhost.set_policies(&base.policies);
+        if policies_changed {
+            // Every queue and exchange gets its effective policy again.
+            for vhost in self.vhost_list() {
+                vhost.set_policies(&base.policies);
+            }
         }
         self.set_users(&base);
         self.persist_meta(self.persistence.meta.set_base(base))

@@ -170,16 +170,16 @@ impl BrokerShared {
         all
     }
 
-    /// Adds a vhost (no-op if it exists); returns it. Callers hold `admin`.
-    pub(crate) fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        if let Some(v) = self.vhost(name) {
-            return v;
+    /// Adds a vhost; None if it exists already. Callers hold `admin`.
+    pub(crate) fn add_vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        if self.vhost(name).is_some() {
+            return None;
         }
         let vhost = VHost::new(name, self.persistence.clone());
         let mut next = HashMap::clone(&self.vhosts.load());
         next.insert(name.to_string(), vhost.clone());
         self.vhosts.store(Arc::new(next));
-        vhost
+        Some(vhost)
     }
 
     /// Removes a vhost from the map (new connections can no longer open it); returns it.

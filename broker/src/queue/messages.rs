@@ -302,18 +302,9 @@ impl Messages {
     pub fn pop(&mut self) -> Option<Entry> {
         let top = self.top_level()?;
         let level = self.levels.get_mut(top)?;
-        // The head of the level proper: `ready` first, then the tail (which follows it).
-        let head_id = match (level.ready.front(), level.tail.front()) {
-            (Some(e), _) => Some(e.id),
-            (None, Some(p)) => Some(p.id),
-            (None, None) => None,
-        };
-        let returned_first = match (level.returned.keys().next(), head_id) {
-            (Some(r), Some(h)) => *r < h,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let entry = if returned_first {
+        // Requeued messages come back ahead of newer ones: the head may be in `returned`.
+        let head = level.head_id()?;
+        let entry = if level.returned.keys().next() == Some(&head) {
             let (_, entry) = level.returned.pop_first()?;
             self.resident -= entry.resident();
             entry

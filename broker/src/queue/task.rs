@@ -36,6 +36,9 @@ struct QueueTask {
     /// Round-robin order: the next consumer to try is at the front.
     consumers: VecDeque<Consumer>,
     had_consumer: bool,
+    /// Consumers differ in `x-priority` (kept when consumers come and go, so that the
+    /// common case of equal priorities costs nothing per delivery).
+    mixed_priorities: bool,
     /// Durable queues that survive restarts write persistent messages here.
     storage: Option<QueueStorage>,
     budget: Arc<MemoryBudget>,
@@ -136,6 +139,7 @@ pub fn spawn(
         messages,
         consumers: VecDeque::new(),
         had_consumer: false,
+        mixed_priorities: false,
         storage,
         budget,
         reported: 0,
@@ -273,6 +277,7 @@ impl QueueTask {
             QueueCmd::Cancel { consumer } => {
                 self.consumers
                     .retain(|c| !Arc::ptr_eq(&c.shared, &consumer));
+                self.consumers_changed();
                 self.last_used = tokio::time::Instant::now();
                 // Deleted at once, not after the batch: a command queued behind the cancel
                 // (say the same client's passive declare) must already find the queue gone.
@@ -391,6 +396,7 @@ impl QueueTask {
             shared: consumer,
             conn,
         });
+        self.consumers_changed();
         Ok(())
     }
 
@@ -450,8 +456,18 @@ impl QueueTask {
                     // Rotate: this consumer goes to the back, those it skipped keep their turn.
                     self.consumers.push_back(consumer);
                 }
+            } else {
+                self.consumers_changed();
             }
         }
+    }
+
+    fn consumers_changed(&mut self) {
+        let first = self.consumers.front().map(|c| c.shared.priority);
+        self.mixed_priorities = self
+            .consumers
+            .iter()
+            .any(|c| Some(c.shared.priority) != first);
     }
 
     /// The consumer to deliver to next, with its credit taken; None if none can take one.
@@ -463,9 +479,7 @@ impl QueueTask {
                 .is_some_and(|c| c.shared.try_take_credit())
                 .then_some(0);
         }
-        let first = self.consumers.front()?.shared.priority;
-        let uniform = self.consumers.iter().all(|c| c.shared.priority == first);
-        if uniform {
+        if !self.mixed_priorities {
             return (0..self.consumers.len()).find(|&i| self.consumers[i].shared.try_take_credit());
         }
         let mut priorities: Vec<i32> = self.consumers.iter().map(|c| c.shared.priority).collect();
