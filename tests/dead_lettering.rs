@@ -217,7 +217,17 @@ async fn a_missing_dead_letter_exchange_drops_the_message_quietly() {
     declare_with(&ch, "work", dlx_args("nowhere", None)).await;
     publish_to_queue(&ch, "work", "gone").await;
     reject_next(&ch, "work").await;
+    // No error for the client (the channel stays open) and the message does not come back.
     assert_eq!(ready_count(&ch, "work").await, 0);
+    declare_exchange(&ch, "nowhere", ExchangeKind::Fanout).await;
+    declare_queue(&ch, "late").await;
+    bind(&ch, "late", "nowhere", "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        ready_count(&ch, "late").await,
+        0,
+        "a dropped message reappeared"
+    );
 }
 
 #[tokio::test]

@@ -201,23 +201,11 @@ async fn an_invalid_expiration_closes_the_channel_with_406() {
 
 /// Whether the management API still lists `queue` (asking it does not count as using it).
 async fn queue_listed(broker: &TestBroker, queue: &str) -> bool {
-    let url = format!("{}/api/queues/%2F/{queue}", broker.http_url());
-    within(tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .get(&url)
-            .header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-            == 200
-    }))
-    .await
-    .unwrap()
+    let path = format!("/api/queues/%2F/{queue}");
+    http::request(broker, "GET", &path, http::GUEST)
+        .await
+        .status
+        == 200
 }
 
 async fn until_gone(broker: &TestBroker, queue: &str) {
