@@ -146,9 +146,10 @@ impl Channel {
                     return Ok(());
                 }
             }
-            // Headers are parsed only when present: a headers exchange (or one that may lead
-            // to one) reads them, and CC/BCC add routing keys.
-            let headers = if message.summary.has_headers {
+            // Headers are parsed only when something reads them: a headers exchange (or one
+            // that may lead to one), or CC/BCC keys (spotted by the property walk).
+            let read_headers = exchange.may_read_headers() || message.summary.has_cc_or_bcc;
+            let headers = if message.summary.has_headers && read_headers {
                 message.headers()
             } else {
                 None

@@ -119,6 +119,9 @@ pub struct PropertySummary {
     pub user_id: Option<ShortStr>,
     /// Whether the `headers` property is present (a headers exchange then parses it).
     pub has_headers: bool,
+    /// Whether the headers hold a `CC` or `BCC` key (sender-selected distribution: only then
+    /// does routing parse them for a non-headers exchange).
+    pub has_cc_or_bcc: bool,
 }
 
 /// A content header frame: class id, body size, and the property flags and list exactly as the

@@ -48,6 +48,8 @@ struct Walker<'a> {
     buf: &'a [u8],
     pos: usize,
     end: usize,
+    /// A top-level key of a walked table was `CC` or `BCC`.
+    saw_cc_or_bcc: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -56,6 +58,7 @@ impl<'a> Walker<'a> {
             buf,
             pos: 0,
             end: buf.len(),
+            saw_cc_or_bcc: false,
         }
     }
 
@@ -134,7 +137,10 @@ impl<'a> Walker<'a> {
         }
         self.section("truncated field table", |w| {
             while w.pos < w.end {
-                w.short_str("truncated field table key")?;
+                let key = w.short_str("truncated field table key")?;
+                if depth == 0 && matches!(w.buf.get(key), Some(b"CC" | b"BCC")) {
+                    w.saw_cc_or_bcc = true;
+                }
                 w.value(depth + 1)?;
             }
             Ok(())
@@ -274,6 +280,7 @@ pub fn walk_basic_properties(props: &Bytes) -> Result<PropertySummary, WalkError
     if present(13) {
         w.table(0)?;
         summary.has_headers = true;
+        summary.has_cc_or_bcc = w.saw_cc_or_bcc;
     }
     if present(12) {
         summary.delivery_mode = w.octet("truncated delivery-mode")?;
@@ -527,6 +534,10 @@ pub(crate) mod tests {
             expiration: s(p.expiration()),
             user_id: s(p.user_id()),
             has_headers: p.headers().is_some(),
+            has_cc_or_bcc: p
+                .headers()
+                .as_ref()
+                .is_some_and(|h| h.inner().contains_key("CC") || h.inner().contains_key("BCC")),
         }
     }
 

@@ -269,6 +269,9 @@ proptest! {
             expiration: s(p.expiration()),
             user_id: s(p.user_id()),
             has_headers: p.headers().is_some(),
+            has_cc_or_bcc: p.headers().as_ref().is_some_and(|h| {
+                h.inner().contains_key("CC") || h.inner().contains_key("BCC")
+            }),
         });
     }
 
