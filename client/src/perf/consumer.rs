@@ -1,22 +1,10 @@
-//! One perf consumer: reads its queue, measures each delivery's end-to-end latency from the
-//! producer's timestamp, and acks it (unless auto-ack), one by one or with `multiple`.
+//! One perf consumer: a channel that receives deliveries, measures each one's end-to-end
+//! latency from the producer's timestamp, and acks it (unless auto-ack), one by one or with
+//! `multiple`. Driven by [`super::driver`], which owns the socket.
 
 use super::stats::{read_stamp, Stats};
-use crate::error::Error;
-use futures_lite::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::DeliveryTag;
-use lapin::types::FieldTable;
-use lapin::{Channel, Consumer};
-use std::future::Future;
-use std::pin::Pin;
+use super::wire::FrameWriter;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
-
-/// At most this many acks handed to lapin and not yet written to the socket.
-const MAX_UNWRITTEN_ACKS: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -30,153 +18,163 @@ pub struct ConsumerConfig {
     pub multi_ack_every: u32,
 }
 
-/// Sets the prefetch and starts consuming. Done before the clock starts, so that every
-/// consumer is registered before the first publish.
-pub async fn prepare(channel: &Channel, config: &ConsumerConfig) -> Result<Consumer, Error> {
-    if !config.autoack && config.prefetch > 0 {
-        channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| Error::amqp("basic.qos", e))?;
-    }
-    channel
-        .basic_consume(
-            config.queue.as_str().into(),
-            config.consumer_tag.as_str().into(),
-            BasicConsumeOptions {
-                no_ack: config.autoack,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| Error::amqp(format!("consuming from queue '{}'", config.queue), e))
+/// A delivery whose content is still arriving.
+struct Arriving {
+    tag: u64,
+    /// `None` until the content header has come.
+    size: Option<u64>,
+    got: u64,
+    /// The first bytes of the body: where the producer's stamp is.
+    head: [u8; 16],
 }
 
-/// Consumes until `stop`, then closes the channel (the broker requeues what is unacked).
-pub async fn run(
-    channel: Channel,
-    mut consumer: Consumer,
-    config: ConsumerConfig,
-    stats: Arc<Stats>,
-    stop: CancellationToken,
-) -> Result<(), Error> {
-    let ack_every = config.multi_ack_every.max(1);
-    let mut acks = Acks {
-        channel: Arc::new(channel),
-        multiple: ack_every > 1,
-        queue: &config.queue,
-        in_flight: FuturesUnordered::new(),
-    };
-    let mut unacked = 0;
-    let mut last_tag: DeliveryTag = 0;
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
-    while !stop.is_cancelled() {
-        let delivery = if unacked > 0 {
-            // Deliveries wait for a multiple ack: take the next one only if it is already
-            // here, else ack now rather than hold them while the queue is idle.
-            match futures_lite::future::poll_once(consumer.next()).await {
-                Some(delivery) => delivery,
-                None => {
-                    acks.send(last_tag).await?;
-                    unacked = 0;
-                    continue;
-                }
+/// A consumer's state on its channel.
+pub struct Consumer {
+    pub channel: u16,
+    pub config: ConsumerConfig,
+    arriving: Option<Arriving>,
+    /// Deliveries received and not yet acked, and the newest one's tag.
+    unacked: u32,
+    last_tag: u64,
+}
+
+impl Consumer {
+    pub fn new(channel: u16, config: ConsumerConfig) -> Consumer {
+        Consumer {
+            channel,
+            config,
+            arriving: None,
+            unacked: 0,
+            last_tag: 0,
+        }
+    }
+
+    /// A basic.deliver: its content follows.
+    pub fn deliver(&mut self, tag: u64) {
+        self.arriving = Some(Arriving {
+            tag,
+            size: None,
+            got: 0,
+            head: [0; 16],
+        });
+    }
+
+    /// The content header's body size.
+    pub fn header(&mut self, size: u64, out: &mut Vec<u8>, stats: &Stats) {
+        if let Some(arriving) = &mut self.arriving {
+            arriving.size = Some(size);
+        }
+        self.complete_if_done(out, stats);
+    }
+
+    /// A body frame.
+    pub fn body(&mut self, bytes: &[u8], out: &mut Vec<u8>, stats: &Stats) {
+        if let Some(arriving) = &mut self.arriving {
+            let at = arriving.got as usize;
+            if at < arriving.head.len() {
+                let n = bytes.len().min(arriving.head.len() - at);
+                arriving.head[at..at + n].copy_from_slice(&bytes[..n]);
             }
-        } else {
-            tokio::select! {
-                biased;
-                _ = &mut stopped => break,
-                delivery = consumer.next() => delivery,
-            }
+            arriving.got += bytes.len() as u64;
+        }
+        self.complete_if_done(out, stats);
+    }
+
+    fn complete_if_done(&mut self, out: &mut Vec<u8>, stats: &Stats) {
+        let Some(arriving) = &self.arriving else {
+            return;
         };
-        let delivery = match delivery {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(e)) => {
-                return Err(Error::amqp(
-                    format!("consuming from queue '{}'", config.queue),
-                    e,
-                ))
-            }
-            None => {
-                return Err(Error::Other(format!(
-                    "the broker cancelled the consumer of queue '{}' (was it deleted?)",
-                    config.queue
-                )))
-            }
+        let Some(size) = arriving.size.filter(|&size| arriving.got >= size) else {
+            return;
         };
         let now = stats.now_ns();
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(sent_at) = read_stamp(&delivery.data, stats.run_id) {
+        let head = &arriving.head[..(size as usize).min(arriving.head.len())];
+        if let Some(sent_at) = read_stamp(head, stats.run_id) {
             stats.latency.record(now.saturating_sub(sent_at));
         }
-        if !config.autoack {
-            last_tag = delivery.delivery_tag;
-            unacked += 1;
-            if unacked >= ack_every {
-                acks.send(last_tag).await?;
-                unacked = 0;
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        let tag = arriving.tag;
+        self.arriving = None;
+        if !self.config.autoack {
+            self.last_tag = tag;
+            self.unacked += 1;
+            if self.unacked >= self.config.multi_ack_every.max(1) {
+                self.ack(out);
             }
         }
     }
-    if unacked > 0 {
-        acks.send(last_tag).await?;
+
+    /// Acks what is unacked (called when no further delivery is waiting, too).
+    pub fn ack(&mut self, out: &mut Vec<u8>) {
+        if self.unacked == 0 {
+            return;
+        }
+        let multiple = self.config.multi_ack_every > 1;
+        FrameWriter::method(out, self.channel, (60, 80))
+            .u64(self.last_tag)
+            .u8(u8::from(multiple))
+            .end();
+        self.unacked = 0;
     }
-    acks.finish().await?;
-    acks.channel
-        .close(200, "perf done".into())
-        .await
-        .map_err(|e| Error::amqp("closing a consumer channel", e))
 }
 
-/// An ack handed to lapin; resolves once its frame is written.
-type PendingAck = Pin<Box<dyn Future<Output = lapin::Result<()>> + Send>>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::stats::stamp;
 
-/// Acks on their way to the broker. Like publishes, they are not awaited one by one (a
-/// round trip to lapin's I/O thread each) but handed over in order and reaped as they finish.
-struct Acks<'a> {
-    channel: Arc<Channel>,
-    multiple: bool,
-    queue: &'a str,
-    /// At most MAX_UNWRITTEN_ACKS: `send` waits for the oldest when it is full.
-    in_flight: FuturesUnordered<PendingAck>,
-}
-
-impl Acks<'_> {
-    async fn send(&mut self, delivery_tag: DeliveryTag) -> Result<(), Error> {
-        let channel = self.channel.clone();
-        let options = BasicAckOptions {
-            multiple: self.multiple,
-        };
-        let mut ack: PendingAck =
-            Box::pin(async move { channel.basic_ack(delivery_tag, options).await });
-        // The first poll queues the frame, in delivery order.
-        match futures_lite::future::poll_once(&mut ack).await {
-            Some(written) => self.check(written)?,
-            None => self.in_flight.push(ack),
-        }
-        while let Some(Some(written)) = futures_lite::future::poll_once(self.in_flight.next()).await
-        {
-            self.check(written)?;
-        }
-        while self.in_flight.len() >= MAX_UNWRITTEN_ACKS {
-            if let Some(written) = self.in_flight.next().await {
-                self.check(written)?;
-            }
-        }
-        Ok(())
+    fn consumer(every: u32) -> Consumer {
+        Consumer::new(
+            2,
+            ConsumerConfig {
+                queue: "q".into(),
+                consumer_tag: "t".into(),
+                autoack: false,
+                prefetch: 10,
+                multi_ack_every: every,
+            },
+        )
     }
 
-    /// Waits until every ack is written.
-    async fn finish(&mut self) -> Result<(), Error> {
-        while let Some(written) = self.in_flight.next().await {
-            self.check(written)?;
-        }
-        Ok(())
+    #[test]
+    fn a_delivery_in_several_body_frames_is_counted_once_and_acked() {
+        let stats = Stats::new(9);
+        let mut c = consumer(1);
+        let mut out = Vec::new();
+        let mut body = vec![0u8; 40];
+        stamp(&mut body, 0, 9);
+        c.deliver(5);
+        c.header(40, &mut out, &stats);
+        c.body(&body[..10], &mut out, &stats);
+        assert!(out.is_empty());
+        c.body(&body[10..], &mut out, &stats);
+        assert_eq!(stats.received.load(Ordering::Relaxed), 1);
+        // basic.ack on channel 2, tag 5, not multiple.
+        assert_eq!(
+            out,
+            [1, 0, 2, 0, 0, 0, 13, 0, 60, 0, 80, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0xCE]
+        );
+        let mut latencies = crate::histogram::Histogram::new();
+        stats.latency.drain_into(&mut latencies);
+        assert_eq!(latencies.count(), 1);
     }
 
-    fn check(&self, written: lapin::Result<()>) -> Result<(), Error> {
-        written.map_err(|e| Error::amqp(format!("acking on queue '{}'", self.queue), e))
+    #[test]
+    fn multiple_acks_wait_for_the_count_or_an_idle_moment() {
+        let stats = Stats::new(9);
+        let mut c = consumer(3);
+        let mut out = Vec::new();
+        for tag in 1..=4 {
+            c.deliver(tag);
+            c.header(0, &mut out, &stats);
+        }
+        assert_eq!(out.len(), 21, "one ack, for 1..=3");
+        assert_eq!(&out[11..19], &3u64.to_be_bytes());
+        assert_eq!(out[19], 1, "multiple");
+        c.ack(&mut out);
+        assert_eq!(out.len(), 42);
+        assert_eq!(&out[32..40], &4u64.to_be_bytes());
+        c.ack(&mut out);
+        assert_eq!(out.len(), 42, "nothing left to ack");
     }
 }

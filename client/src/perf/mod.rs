@@ -1,17 +1,20 @@
 //! `warren-cli perf`: a load generator in the spirit of RabbitMQ's PerfTest.
 //!
-//! Flow of a run: [`PerfOptions`] → [`Plan`] (pure) → connections → topology (exchange,
-//! queues, bindings) → consumers registered and producers in confirm mode → the clock
-//! starts → producer and consumer tasks record into the shared [`Stats`] while this task
-//! prints a progress line each second → at the deadline (or Ctrl-C, or the first failure)
-//! everything stops, outstanding confirms are collected, channels and connections close →
+//! Flow of a run: [`PerfOptions`] → [`Plan`] (pure) → a lapin connection declares the
+//! topology (exchange, queues, bindings) → the load connections open, hand-framed
+//! ([`wire`]), with producers in confirm mode and consumers registered → the clock starts →
+//! one task per load connection ([`driver`]) records into the shared [`Stats`] while this
+//! task prints a progress line each second → at the deadline (or Ctrl-C, or the first
+//! failure) everything stops, outstanding confirms are collected, connections close →
 //! [`Summary`].
 
 pub mod consumer;
 pub mod cpu;
+mod driver;
 pub mod options;
 pub mod producer;
 pub mod stats;
+pub mod wire;
 
 pub use options::{PerfOptions, Plan};
 pub use stats::Summary;
@@ -43,19 +46,20 @@ type TaskResult = Result<(), Error>;
 /// even when a producer or consumer fails, and then returns that failure.
 pub async fn run(url: &str, plan: &Plan) -> Result<Summary, Error> {
     let options = &plan.options;
-    let connections = connect_all(url, plan.connections).await?;
-    let outcome = run_on(&connections, url, plan).await;
+    let properties =
+        ConnectionProperties::default().with_connection_name("warren-cli perf topology".into());
+    let control = Connection::connect(url, properties)
+        .await
+        .map_err(|e| Error::connect(url, e))?;
+    let outcome = run_on(&control, url, plan).await;
     let cleanup = async {
         if options.delete_queues {
-            delete_topology(&connections[0], plan).await?;
+            delete_topology(&control, plan).await?;
         }
-        for connection in &connections {
-            connection
-                .close(200, "perf done".into())
-                .await
-                .map_err(|e| Error::amqp("closing the connection", e))?;
-        }
-        Ok::<(), Error>(())
+        control
+            .close(200, "perf done".into())
+            .await
+            .map_err(|e| Error::amqp("closing the connection", e))
     }
     .await;
     let summary = outcome?;
@@ -63,9 +67,9 @@ pub async fn run(url: &str, plan: &Plan) -> Result<Summary, Error> {
     Ok(summary)
 }
 
-async fn run_on(connections: &[Connection], url: &str, plan: &Plan) -> Result<Summary, Error> {
+async fn run_on(control: &Connection, url: &str, plan: &Plan) -> Result<Summary, Error> {
     let options = &plan.options;
-    declare_topology(&connections[0], plan).await?;
+    declare_topology(control, plan).await?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -73,45 +77,42 @@ async fn run_on(connections: &[Connection], url: &str, plan: &Plan) -> Result<Su
     let stats = Arc::new(Stats::new(run_id));
     let stop = CancellationToken::new();
 
-    // Everything that talks to the broker before the clock starts: consumers are
-    // registered first so the first message published has someone to go to.
-    let mut consumers = Vec::with_capacity(options.consumers);
+    // Everything that talks to the broker before the clock starts: each connection's
+    // producers in confirm mode and its consumers registered, so the first message
+    // published has someone to go to.
+    let mut producers = vec![Vec::new(); plan.connections];
+    let mut consumers = vec![Vec::new(); plan.connections];
     for index in 0..options.consumers {
-        let config = consumer::ConsumerConfig {
+        consumers[plan.consumer_connection(index)].push(consumer::ConsumerConfig {
             queue: plan.consumer_queue(index).to_string(),
             consumer_tag: format!("perf-consumer-{}", index + 1),
             autoack: options.autoack,
             prefetch: options.prefetch,
             multi_ack_every: options.multi_ack_every,
-        };
-        let channel = open_channel(&connections[plan.consumer_connection(index)]).await?;
-        let stream = consumer::prepare(&channel, &config).await?;
-        consumers.push((channel, stream, config));
+        });
     }
-    let mut producers = Vec::with_capacity(options.producers);
     for index in 0..options.producers {
-        let config = producer::ProducerConfig {
+        producers[plan.producer_connection(index)].push(producer::ProducerConfig {
             route: plan.producer_route(index),
             size: options.size,
             rate: options.rate,
             confirm: options.confirm,
             persistent: options.persistent,
-        };
-        let channel = open_channel(&connections[plan.producer_connection(index)]).await?;
-        producer::prepare(&channel, &config).await?;
-        producers.push((channel, config));
+        });
+    }
+    let target = wire::Target::parse(url)?;
+    let mut connections = Vec::with_capacity(plan.connections);
+    for (index, (producers, consumers)) in producers.into_iter().zip(consumers).enumerate() {
+        let name = format!("warren-cli perf {}", index + 1);
+        connections.push(driver::open(&target, &name, producers, consumers).await?);
     }
 
     let started = Instant::now();
     let tool_cpu_start = cpu::own_cpu();
     let broker_cpu_start = options.broker_pid.and_then(cpu::process_cpu);
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
-    for (channel, stream, config) in consumers {
-        let (stats, stop) = (stats.clone(), stop.clone());
-        tasks.spawn(consumer::run(channel, stream, config, stats, stop));
-    }
-    for (channel, config) in producers {
-        tasks.spawn(producer::run(channel, config, stats.clone(), stop.clone()));
+    for connection in connections {
+        tasks.spawn(driver::run(connection, stats.clone(), stop.clone()));
     }
 
     let mut reporter = Reporter::new(
@@ -211,19 +212,6 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-async fn connect_all(url: &str, count: usize) -> Result<Vec<Connection>, Error> {
-    let mut connections = Vec::with_capacity(count);
-    for index in 0..count {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("warren-cli perf {}", index + 1).into());
-        let connection = Connection::connect(url, properties)
-            .await
-            .map_err(|e| Error::connect(url, e))?;
-        connections.push(connection);
-    }
-    Ok(connections)
 }
 
 async fn open_channel(connection: &Connection) -> Result<lapin::Channel, Error> {

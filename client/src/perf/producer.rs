@@ -1,28 +1,18 @@
-//! One perf producer: publishes stamped bodies on its channel as fast as allowed by the rate
-//! limit and the confirm window, and measures each confirm's latency.
+//! One perf producer: a channel that publishes stamped bodies as fast as the rate limit and
+//! the confirm window allow, and measures each confirm's latency. Driven by
+//! [`super::driver`], which owns the socket.
 
 use super::options::Route;
 use super::stats::{stamp, Stats};
-use crate::error::Error;
-use futures_lite::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use super::wire::{FrameWriter, FRAME_BODY, FRAME_HEADER};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-/// How long a stopped producer waits for the confirms it still has outstanding.
-const CONFIRM_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Without confirms: at most this many publishes handed to lapin and not yet written to
-/// the socket, so a broker that reads slowly slows the producer instead of growing a buffer.
-const MAX_UNWRITTEN: usize = 1000;
 /// A producer that falls behind its rate this far gives up the backlog instead of bursting.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
+/// Marks a confirm-window slot whose confirm has come.
+const DONE: u64 = u64::MAX;
 
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -35,169 +25,129 @@ pub struct ProducerConfig {
     pub persistent: bool,
 }
 
-/// Puts the channel in confirm mode if the run uses confirms. Done before the clock starts.
-pub async fn prepare(channel: &Channel, config: &ProducerConfig) -> Result<(), Error> {
-    if config.confirm > 0 {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| Error::amqp("confirm.select", e))?;
-    }
-    Ok(())
+/// A producer's state on its channel.
+pub struct Producer {
+    pub channel: u16,
+    pub config: ProducerConfig,
+    /// The publish method frame and the content header frame: the same for every message.
+    prefix: Vec<u8>,
+    body: Vec<u8>,
+    /// Body bytes per body frame (frame_max less the frame's own 8 bytes).
+    chunk: usize,
+    pacer: Pacer,
+    /// Send times of the messages awaiting a confirm, by sequence number from `first`;
+    /// a slot is `DONE` once its confirm (or nack) has come.
+    unconfirmed: VecDeque<u64>,
+    first: u64,
+    /// Slots of `unconfirmed` not yet `DONE`.
+    open: usize,
 }
 
-/// A publish in flight: resolves to (the broker's answer, the send time in ns since the
-/// run's start) once lapin has written its frames and, with confirms, once it is confirmed.
-type InFlight = Pin<Box<dyn Future<Output = (lapin::Result<Confirmation>, u64)> + Send>>;
-
-/// Publishes until `stop`, then waits for outstanding confirms and closes the channel.
-pub async fn run(
-    channel: Channel,
-    config: ProducerConfig,
-    stats: Arc<Stats>,
-    stop: CancellationToken,
-) -> Result<(), Error> {
-    let target = describe(&config.route);
-    let exchange: lapin::types::ShortString = config.route.exchange.as_str().into();
-    let routing_key: lapin::types::ShortString = config.route.routing_key.as_str().into();
-    let properties = if config.persistent {
-        BasicProperties::default().with_delivery_mode(2)
-    } else {
-        BasicProperties::default()
-    };
-    // One Arc clone per publish rather than a Channel clone (a dozen Arcs).
-    let channel = Arc::new(channel);
-    let mut body = vec![0u8; config.size];
-    // Bounded by the confirm window (or MAX_UNWRITTEN): the loop waits for the oldest
-    // publishes to finish before it publishes past it.
-    let window = match config.confirm {
-        0 => MAX_UNWRITTEN,
-        n => n,
-    };
-    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
-    let mut pacer = Pacer::new(config.rate, Instant::now());
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
-
-    'run: while !stop.is_cancelled() {
-        // Wait for room in the window and for the rate limit, collecting what finishes.
-        loop {
-            let full = in_flight.len() >= window;
-            let due = pacer.due();
-            if !full && due <= Instant::now() {
-                break;
-            }
-            tokio::select! {
-                biased;
-                _ = &mut stopped => break 'run,
-                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    record(&stats, done, &target)?;
-                }
-                _ = tokio::time::sleep_until(due), if !full => {}
-            }
+impl Producer {
+    pub fn new(channel: u16, config: ProducerConfig, frame_max: u32, start: Instant) -> Producer {
+        let mut prefix = Vec::new();
+        FrameWriter::method(&mut prefix, channel, (60, 40))
+            .u16(0)
+            .short(&config.route.exchange)
+            .short(&config.route.routing_key)
+            .u8(0)
+            .end();
+        let mut header = FrameWriter::begin(&mut prefix, FRAME_HEADER, channel);
+        header.u16(60).u16(0).u64(config.size as u64);
+        if config.persistent {
+            // Property flags: only delivery-mode (bit 12), then its octet.
+            header.u16(0x1000).u8(2);
+        } else {
+            header.u16(0);
         }
+        header.end();
+        Producer {
+            channel,
+            prefix,
+            body: vec![0; config.size],
+            chunk: (frame_max as usize).saturating_sub(8).max(1),
+            pacer: Pacer::new(config.rate, start),
+            unconfirmed: VecDeque::new(),
+            first: 1,
+            open: 0,
+            config,
+        }
+    }
+
+    /// Starts the rate limit's clock (at the start of the measured window).
+    pub fn restart(&mut self, now: Instant) {
+        self.pacer = Pacer::new(self.config.rate, now);
+    }
+
+    /// Whether the confirm window has room (always, without confirms).
+    pub fn has_room(&self) -> bool {
+        self.config.confirm == 0 || self.open < self.config.confirm
+    }
+
+    /// When the rate limit lets the next message go.
+    pub fn due(&self) -> Instant {
+        self.pacer.due()
+    }
+
+    /// Confirms still awaited.
+    pub fn unconfirmed(&self) -> usize {
+        self.open
+    }
+
+    /// Appends one message's frames to `out`.
+    pub fn publish(&mut self, out: &mut Vec<u8>, stats: &Stats, now: Instant) {
         let sent_at = stats.now_ns();
-        stamp(&mut body, sent_at, stats.run_id);
-        let mut publish = publish(
-            channel.clone(),
-            exchange.clone(),
-            routing_key.clone(),
-            body.clone(),
-            properties.clone(),
-            sent_at,
-        );
-        // The first poll hands the frames to lapin and takes the confirm sequence number, so
-        // publishes go out in order. Not waiting for the write lets lapin's I/O thread write
-        // many publishes per wake-up instead of one round trip per message.
-        match futures_lite::future::poll_once(&mut publish).await {
-            Some(done) => record(&stats, done, &target)?,
-            None => in_flight.push(publish),
+        stamp(&mut self.body, sent_at, stats.run_id);
+        out.extend_from_slice(&self.prefix);
+        for piece in self.body.chunks(self.chunk) {
+            FrameWriter::begin(out, FRAME_BODY, self.channel)
+                .bytes(piece)
+                .end();
         }
-        stats.sent.fetch_add(1, Ordering::Relaxed);
-        pacer.advance(Instant::now());
-        // Take what has already finished, so that confirm latency is measured now rather
-        // than when the window fills.
-        while let Some(Some(done)) = futures_lite::future::poll_once(in_flight.next()).await {
-            record(&stats, done, &target)?;
+        if self.config.confirm > 0 {
+            self.unconfirmed.push_back(sent_at);
+            self.open += 1;
         }
+        self.pacer.advance(now);
     }
 
-    let outstanding = in_flight.len();
-    tokio::time::timeout(CONFIRM_DRAIN_TIMEOUT, async {
-        while let Some(done) = in_flight.next().await {
-            record(&stats, done, &target)?;
-        }
-        Ok::<(), Error>(())
-    })
-    .await
-    .map_err(|_| {
-        Error::Other(format!(
-            "{outstanding} publishes were still unconfirmed {} s after the stop",
-            CONFIRM_DRAIN_TIMEOUT.as_secs()
-        ))
-    })??;
-    channel
-        .close(200, "perf done".into())
-        .await
-        .map_err(|e| Error::amqp("closing a producer channel", e))
-}
-
-fn publish(
-    channel: Arc<Channel>,
-    exchange: lapin::types::ShortString,
-    routing_key: lapin::types::ShortString,
-    payload: Vec<u8>,
-    properties: BasicProperties,
-    sent_at: u64,
-) -> InFlight {
-    Box::pin(async move {
-        let answer = match channel
-            .basic_publish(
-                exchange,
-                routing_key,
-                BasicPublishOptions::default(),
-                &payload,
-                properties,
-            )
-            .await
-        {
-            Ok(confirm) => confirm.await,
-            Err(e) => Err(e),
+    /// A basic.ack (`ack`) or basic.nack for `tag` (and, with `multiple`, all before it).
+    pub fn confirmed(&mut self, tag: u64, multiple: bool, ack: bool, stats: &Stats) {
+        let now = stats.now_ns();
+        let settle = |slot: &mut u64| {
+            if *slot != DONE {
+                if ack {
+                    stats.confirm_latency.record(now.saturating_sub(*slot));
+                }
+                *slot = DONE;
+                true
+            } else {
+                false
+            }
         };
-        (answer, sent_at)
-    })
-}
-
-fn describe(route: &Route) -> String {
-    match (route.exchange.as_str(), route.routing_key.as_str()) {
-        ("", queue) => format!("queue '{queue}'"),
-        (exchange, "") => format!("exchange '{exchange}'"),
-        (exchange, key) => format!("exchange '{exchange}' with routing key '{key}'"),
-    }
-}
-
-/// Counts a finished publish, and its confirm latency if it was confirmed.
-fn record(
-    stats: &Stats,
-    done: (lapin::Result<Confirmation>, u64),
-    target: &str,
-) -> Result<(), Error> {
-    let (answer, sent_at) = done;
-    match answer {
-        Ok(Confirmation::Ack(_)) => {
-            stats.confirmed.fetch_add(1, Ordering::Relaxed);
-            stats
-                .confirm_latency
-                .record(stats.now_ns().saturating_sub(sent_at));
+        let mut settled = 0u64;
+        if multiple {
+            for slot in self
+                .unconfirmed
+                .iter_mut()
+                .take(tag.saturating_sub(self.first - 1) as usize)
+            {
+                settled += u64::from(settle(slot));
+            }
+        } else if let Some(slot) = tag
+            .checked_sub(self.first)
+            .and_then(|index| self.unconfirmed.get_mut(index as usize))
+        {
+            settled += u64::from(settle(slot));
         }
-        Ok(Confirmation::Nack(_)) => {
-            stats.nacked.fetch_add(1, Ordering::Relaxed);
+        while self.unconfirmed.front() == Some(&DONE) {
+            self.unconfirmed.pop_front();
+            self.first += 1;
         }
-        // Without confirm mode: the frames are written, nothing more to wait for.
-        Ok(Confirmation::NotRequested) => {}
-        Err(e) => return Err(Error::amqp(format!("publishing to {target}"), e)),
+        self.open -= settled as usize;
+        let counter = if ack { &stats.confirmed } else { &stats.nacked };
+        counter.fetch_add(settled, std::sync::atomic::Ordering::Relaxed);
     }
-    Ok(())
 }
 
 /// Spaces publishes evenly at a fixed rate: publish number n is due at start + n / rate.
@@ -234,6 +184,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn the_pacer_spaces_publishes_and_drops_a_long_backlog() {
@@ -251,5 +202,63 @@ mod tests {
         let mut unlimited = Pacer::new(0, start);
         unlimited.advance(start + Duration::from_secs(5));
         assert_eq!(unlimited.due(), start);
+    }
+
+    fn producer(confirm: usize) -> Producer {
+        let config = ProducerConfig {
+            route: Route {
+                exchange: String::new(),
+                routing_key: "q".into(),
+            },
+            size: 20,
+            rate: 0,
+            confirm,
+            persistent: true,
+        };
+        Producer::new(3, config, 131_072, Instant::now())
+    }
+
+    #[test]
+    fn confirms_single_multiple_and_out_of_order_settle_the_window() {
+        let stats = Stats::new(7);
+        let mut p = producer(4);
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            p.publish(&mut out, &stats, Instant::now());
+        }
+        assert!(!p.has_room());
+        p.confirmed(2, false, true, &stats);
+        assert_eq!(p.unconfirmed(), 3);
+        p.confirmed(2, false, true, &stats); // a repeat changes nothing
+        assert_eq!(p.unconfirmed(), 3);
+        p.confirmed(3, true, true, &stats); // 1 and 3
+        assert_eq!(p.unconfirmed(), 1);
+        p.confirmed(4, false, false, &stats);
+        assert_eq!(p.unconfirmed(), 0);
+        assert!(p.has_room());
+        assert_eq!(stats.confirmed.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.nacked.load(Ordering::Relaxed), 1);
+        let mut latencies = crate::histogram::Histogram::new();
+        stats.confirm_latency.drain_into(&mut latencies);
+        assert_eq!(latencies.count(), 3);
+        // A stale tag from before the window is ignored.
+        p.confirmed(1, false, true, &stats);
+        assert_eq!(stats.confirmed.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_publish_is_method_header_and_body_frames() {
+        let stats = Stats::new(7);
+        let mut p = producer(0);
+        let mut out = Vec::new();
+        p.publish(&mut out, &stats, Instant::now());
+        // publish: 7 + (4 + 2 + 1 + 1 + 1 + 1) + 1; header: 7 + 14 + 1 + 1; body: 7 + 20 + 1.
+        assert_eq!(out.len(), 18 + 23 + 28);
+        assert_eq!(&out[..3], &[1, 0, 3]);
+        assert_eq!(&out[7..11], &[0, 60, 0, 40]);
+        assert_eq!(out[18], 2);
+        assert_eq!(&out[18 + 7 + 12..18 + 7 + 15], &[0x10, 0, 2]);
+        assert_eq!(out[41], 3);
+        assert!(p.has_room(), "no window without confirms");
     }
 }
