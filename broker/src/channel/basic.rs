@@ -389,7 +389,9 @@ impl Channel {
         }
     }
 
-    pub(super) async fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+    /// Settles the deliveries at once; the queues hear of it at the next
+    /// [`Channel::flush_acks`].
+    pub(super) fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
         if self.tx.is_some() {
             return self
                 .tx_settle(tag, multiple, None)
@@ -399,8 +401,11 @@ impl Channel {
             .take_unacked(tag, multiple)
             .map_err(|e| e.during(60, 80))?;
         self.settle(&entries);
-        for (queue, ids) in group_by_queue(entries) {
-            let _ = queue.send(QueueCmd::Ack(ids)).await;
+        for e in entries {
+            match self.pending_acks.iter_mut().find(|(q, _)| *q == e.queue) {
+                Some((_, ids)) => ids.push(e.msg_id),
+                None => self.pending_acks.push((e.queue, vec![e.msg_id])),
+            }
         }
         Ok(())
     }

@@ -73,6 +73,10 @@ pub struct Channel {
     tx: Option<tx::Tx>,
     /// The consumer of `amq.rabbitmq.reply-to` (direct reply-to), if any.
     reply_consumer: Option<reply_to::ReplyConsumer>,
+    /// Acked message ids not yet sent to their queues, grouped by queue: sent once per
+    /// batch of frames (one mailbox message per queue instead of one per basic.ack), and
+    /// before anything else this channel does.
+    pending_acks: Vec<(crate::queue::QueueRef, Vec<u64>)>,
 }
 
 impl Channel {
@@ -98,12 +102,28 @@ impl Channel {
             write_cache: WriteCache::default(),
             tx: None,
             reply_consumer: None,
+            pending_acks: Vec::new(),
+        }
+    }
+
+    /// Sends the acks held back since the last flush to their queues.
+    pub async fn flush_acks(&mut self) {
+        for (queue, ids) in self.pending_acks.drain(..) {
+            let _ = queue.send(QueueCmd::Ack(ids)).await;
         }
     }
 
     /// Handles one frame for this (open) channel. Errors are returned to the connection, which
     /// closes the channel or the connection according to their scope.
     pub async fn handle(&mut self, ctx: &mut ConnCtx, frame: Frame) -> AmqpResult<Outcome> {
+        let keeps_acks = matches!(
+            frame,
+            Frame::Ack(..) | Frame::Publish(..) | Frame::Header(..) | Frame::Body(..)
+        );
+        if !keeps_acks && !self.pending_acks.is_empty() {
+            // Whatever else the client does on this channel sees its earlier acks done.
+            self.flush_acks().await;
+        }
         match frame {
             Frame::Header(_, header) => {
                 if let Some(done) = self.assembler.header(header, ctx.max_message_size)? {
@@ -128,7 +148,10 @@ impl Channel {
                 ctx.publishes = true;
                 self.assembler.start(p);
             }
-            Frame::Ack(_, a) => self.ack(a.delivery_tag, a.multiple).await?,
+            Frame::Ack(_, a) => {
+                self.ack(a.delivery_tag, a.multiple)?;
+                ctx.acks_pending |= !self.pending_acks.is_empty();
+            }
             Frame::Nack(_, n) => {
                 self.reject(n.delivery_tag, n.multiple, n.requeue, 120)
                     .await?
@@ -388,6 +411,7 @@ impl Channel {
     /// The channel is going away (closed by either side, or its connection ended): cancel its
     /// consumers, then return every unacked message to its queue marked redelivered.
     pub async fn release(&mut self) {
+        self.flush_acks().await;
         self.assembler.reset();
         self.reply_consumer = None;
         self.tx_release();

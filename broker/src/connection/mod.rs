@@ -66,6 +66,8 @@ pub struct ConnCtx {
     pub channels_opened: u64,
     /// Set when a channel counted a publish in confirm mode since the last flush.
     pub confirms_pending: bool,
+    /// Set when a channel holds acks not yet sent to their queues.
+    pub acks_pending: bool,
     /// The broker's direct reply-to consumers.
     pub replies: Arc<crate::channel::reply_to::ReplyConsumers>,
 }
@@ -190,6 +192,7 @@ async fn serve_inner(
             out,
             exclusive_queues: Vec::new(),
             confirms_pending: false,
+            acks_pending: false,
             publishes: false,
             channels_opened: 0,
             replies: broker.replies.clone(),
@@ -284,7 +287,9 @@ impl Connection {
                         Ok(_) => {}
                     }
                     self.last_read = Instant::now();
-                    if let Err(e) = self.handle_input(&mut rbuf, &mut decoder).await {
+                    let handled = self.handle_input(&mut rbuf, &mut decoder).await;
+                    self.flush_acks().await;
+                    if let Err(e) = handled {
                         if self.closing_since.is_some() {
                             // Unparseable input after our connection.close (typically what
                             // follows a frame that broke framing): no close-ok can be
@@ -397,6 +402,16 @@ impl Connection {
                     self.ctx.user, self.ctx.vhost.name
                 ),
             )),
+        }
+    }
+
+    /// Sends every channel's held-back acks to their queues (once per batch of frames).
+    async fn flush_acks(&mut self) {
+        if self.ctx.acks_pending {
+            self.ctx.acks_pending = false;
+            for ch in self.channels.values_mut() {
+                ch.flush_acks().await;
+            }
         }
     }
 
