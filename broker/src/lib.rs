@@ -36,6 +36,10 @@ pub mod server;
 pub mod store;
 pub mod vhost;
 
+/// Hash maps on the publish and deliver paths (topology by name, deliveries by id, channels
+/// by number): foldhash, seeded per map, instead of std's slower SipHash.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub use config::Config;
 pub use definitions_boot::DefinitionsError;
 pub use server::{run, Broker};

@@ -1,7 +1,6 @@
 //! Direct exchange bindings: a message goes to the destinations bound with exactly its routing
 //! key, found with one hash lookup on the publish path.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use amq_protocol::types::FieldTable;
@@ -12,7 +11,7 @@ use super::Sink;
 pub(super) struct DirectBindings<D> {
     /// Binding key -> the bindings with that key. Keys with no bindings left are removed, so
     /// the map never grows with keys that were unbound.
-    by_key: HashMap<Box<str>, Vec<Entry<D>>>,
+    by_key: crate::FastMap<Box<str>, Vec<Entry<D>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -24,7 +23,7 @@ struct Entry<D> {
 impl<D> Default for DirectBindings<D> {
     fn default() -> Self {
         DirectBindings {
-            by_key: HashMap::new(),
+            by_key: Default::default(),
         }
     }
 }

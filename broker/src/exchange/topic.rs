@@ -7,7 +7,6 @@
 //! `.`, so `a..b` is `a`, ``, `b` and `*` can match that empty word; the empty key is zero
 //! words (not one empty word), so `*` does not match it but `#` does.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use amq_protocol::types::FieldTable;
@@ -30,7 +29,7 @@ pub(super) struct TopicBindings<D> {
 
 #[derive(Clone, Debug)]
 struct Node<D> {
-    words: HashMap<Box<str>, usize>,
+    words: crate::FastMap<Box<str>, usize>,
     star: Option<usize>,
     hash: Option<usize>,
     /// Bindings whose key ends at this node. They all share one key, which each keeps for
@@ -97,7 +96,7 @@ impl<D> Node<D> {
 impl<D> Default for Node<D> {
     fn default() -> Self {
         Node {
-            words: HashMap::new(),
+            words: Default::default(),
             star: None,
             hash: None,
             bindings: Vec::new(),

@@ -13,7 +13,7 @@
 
 use crate::message::Message;
 use crate::store::Location;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -111,8 +111,8 @@ pub struct Messages {
     resident: usize,
     levels: Vec<Level>,
     /// Tail messages that could not be written out (rare: the page file failed).
-    pinned: HashMap<u64, Arc<Message>>,
-    unacked: HashMap<u64, Entry>,
+    pinned: crate::FastMap<u64, Arc<Message>>,
+    unacked: crate::FastMap<u64, Entry>,
 }
 
 impl Default for Messages {
@@ -131,8 +131,8 @@ impl Messages {
             ready_count: 0,
             resident: 0,
             levels: (0..levels).map(|_| Level::default()).collect(),
-            pinned: HashMap::new(),
-            unacked: HashMap::new(),
+            pinned: Default::default(),
+            unacked: Default::default(),
         }
     }
 

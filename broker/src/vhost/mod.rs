@@ -13,7 +13,7 @@ use crate::store::meta::VhostTopology;
 use crate::store::Persistence;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use arc_swap::{ArcSwap, Guard};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use warren_definitions as defs_model;
@@ -144,8 +144,8 @@ fn default_exchange_refused() -> AmqpError {
 /// One immutable view of a vhost's topology.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
-    pub exchanges: HashMap<String, Arc<Exchange>>,
-    pub queues: HashMap<String, QueueRef>,
+    pub exchanges: crate::FastMap<String, Arc<Exchange>>,
+    pub queues: crate::FastMap<String, QueueRef>,
 }
 
 impl Topology {
