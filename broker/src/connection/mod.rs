@@ -27,7 +27,6 @@ use frame::{ChannelId, Frame};
 use handle::{ConnHandle, ConnMsg};
 pub use handshake::ClientCaps;
 use outbound::Outbound;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +80,7 @@ struct Input {
 
 struct Connection {
     ctx: ConnCtx,
-    channels: HashMap<ChannelId, Channel>,
+    channels: crate::FastMap<ChannelId, Channel>,
     channel_max: u16,
     heartbeat: Duration,
     last_read: Instant,
@@ -197,7 +196,7 @@ async fn serve_inner(
             channels_opened: 0,
             replies: broker.replies.clone(),
         },
-        channels: HashMap::new(),
+        channels: Default::default(),
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
         last_read: Instant::now(),
@@ -281,6 +280,20 @@ impl Connection {
                 changed = alarm.changed(), if alarm_alive => {
                     alarm_alive = changed.is_ok();
                 }
+                // The mailbox (deliveries, confirms) before the socket: a client that
+                // publishes without pause on the connection it also consumes on would
+                // otherwise leave its deliveries waiting for as long as it keeps writing.
+                // Reading cannot starve in turn: the mailbox is only taken while the outbound
+                // buffer is under its high-water mark, and deliveries are bounded by credit.
+                n = inbox.recv_many(&mut msgs, INBOX_BATCH), if self.ctx.out.len() < OUT_HIGH_WATER => {
+                    if n == 0 {
+                        break;
+                    }
+                    for msg in msgs.drain(..) {
+                        self.on_conn_msg(msg).await;
+                    }
+                    self.flush_confirms();
+                }
                 read = reader.read_buf(&mut rbuf), if !blocked => {
                     match read {
                         Ok(0) | Err(_) => break,
@@ -299,15 +312,6 @@ impl Connection {
                         }
                         self.close_connection(&e).await;
                     }
-                }
-                n = inbox.recv_many(&mut msgs, INBOX_BATCH), if self.ctx.out.len() < OUT_HIGH_WATER => {
-                    if n == 0 {
-                        break;
-                    }
-                    for msg in msgs.drain(..) {
-                        self.on_conn_msg(msg).await;
-                    }
-                    self.flush_confirms();
                 }
                 _ = timeout_check.tick(), if self.channels.values().any(|c| c.has_consumer_deliveries()) => {
                     let now = tokio::time::Instant::now();
