@@ -174,9 +174,12 @@ pub async fn run(
                 }
             }
             Phase::Closing { deadline } if now >= deadline => {
-                return Err(Error::Other(format!(
-                    "the broker did not answer connection.close within {CLOSE_TIMEOUT:?}"
-                )));
+                // The measurements are in; a broker still busy with a backlog (RabbitMQ does
+                // not read a connection it holds in flow control) just gets hung up on.
+                eprintln!(
+                    "the broker did not answer connection.close within {CLOSE_TIMEOUT:?}: closing the socket"
+                );
+                return Ok(());
             }
             Phase::Closing { .. } => {}
         }
