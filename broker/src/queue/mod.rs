@@ -46,7 +46,7 @@ pub enum QueueCmd {
         delivered: bool,
     },
     /// A no-ack delivery that never reached its consumer goes back to its place.
-    Restore(messages::Entry),
+    Restore(Box<messages::Entry>),
     /// nack/reject without requeue: the messages are dropped.
     Discard(Vec<u64>),
     Get {
@@ -67,7 +67,7 @@ pub enum QueueCmd {
     /// Credit became available for a consumer: try delivering again.
     Wake,
     /// The queue's effective settings changed (its policy did).
-    Configure(args::QueueArgs),
+    Configure(Box<args::QueueArgs>),
     /// The queue was used (redeclared): its expiry (`x-expires`) starts over.
     Touch,
 }

@@ -305,7 +305,7 @@ impl QueueTask {
             }
             QueueCmd::Touch => self.last_used = tokio::time::Instant::now(),
             QueueCmd::Configure(args) => {
-                self.args = args;
+                self.args = *args;
                 self.publish_settings();
                 self.drop_over_limit();
             }
@@ -314,7 +314,7 @@ impl QueueTask {
                 entry.level = self
                     .messages
                     .level_of(entry.message.as_ref().and_then(|m| m.summary.priority));
-                self.messages.unpop(entry);
+                self.messages.unpop(*entry);
             }
             QueueCmd::Get { no_ack, reply } => {
                 self.last_used = tokio::time::Instant::now();

@@ -365,7 +365,7 @@ impl VHost {
             if let Ok(args) = QueueArgs::from_arguments(&q.arguments, &q.name, &self.name) {
                 let args =
                     args.with_policy(&q.arguments, policies.effective(Target::Queue, &q.name));
-                q.send_detached(QueueCmd::Configure(args));
+                q.send_detached(QueueCmd::Configure(Box::new(args)));
             }
         }
     }
