@@ -24,7 +24,6 @@ use crate::queue::{QueueCmd, QueueRef};
 use amq_protocol::protocol::{basic as amqp_basic, channel as amqp_channel, AMQPClass};
 use assembler::Assembler;
 use confirm::Confirms;
-use std::collections::HashMap;
 use std::sync::Arc;
 use unacked::{group_by_queue, Unacked, UnackedSet};
 
@@ -56,7 +55,7 @@ pub struct Channel {
     assembler: Assembler,
     next_delivery_tag: u64,
     unacked: UnackedSet,
-    consumers: HashMap<String, ConsumerEntry>,
+    consumers: crate::FastMap<String, ConsumerEntry>,
     /// basic.qos global=false: prefetch given to consumers created from now on.
     consumer_prefetch: u32,
     /// basic.qos global=true: shared by all consumers of this channel.
@@ -93,7 +92,7 @@ impl Channel {
             assembler: Assembler::default(),
             next_delivery_tag: 1,
             unacked: UnackedSet::default(),
-            consumers: HashMap::new(),
+            consumers: Default::default(),
             consumer_prefetch: 0,
             credit: Arc::new(ChannelCredit::default()),
             confirm: None,
@@ -306,7 +305,7 @@ impl Channel {
                     queue: d.queue,
                     msg_id: d.msg_id,
                     consumer: Some(d.consumer),
-                    delivered_at: tokio::time::Instant::now(),
+                    delivered_at: ctx.now,
                 },
             );
         }
@@ -451,7 +450,7 @@ impl Channel {
 pub async fn return_undelivered(d: Delivery) {
     d.consumer.delivery_written();
     let cmd = if d.consumer.no_ack {
-        QueueCmd::Restore(crate::queue::messages::Entry {
+        QueueCmd::Restore(Box::new(crate::queue::messages::Entry {
             id: d.msg_id,
             size: crate::queue::messages::size_of(Some(&d.message), None, None),
             // The queue puts it back at its priority.
@@ -461,7 +460,7 @@ pub async fn return_undelivered(d: Delivery) {
             // A no-ack delivery was already removed from the store when it was handed out.
             location: None,
             page: None,
-        })
+        }))
     } else {
         d.consumer.settle();
         QueueCmd::Requeue {

@@ -67,6 +67,9 @@ pub struct ConnCtx {
     pub confirms_pending: bool,
     /// Set when a channel holds acks not yet sent to their queues.
     pub acks_pending: bool,
+    /// When the current batch of mailbox messages began: the delivery time recorded for
+    /// the consumer timeout (read once per batch, not once per delivery).
+    pub now: tokio::time::Instant,
     /// The broker's direct reply-to consumers.
     pub replies: Arc<crate::channel::reply_to::ReplyConsumers>,
 }
@@ -192,6 +195,7 @@ async fn serve_inner(
             exclusive_queues: Vec::new(),
             confirms_pending: false,
             acks_pending: false,
+            now: tokio::time::Instant::now(),
             publishes: false,
             channels_opened: 0,
             replies: broker.replies.clone(),
@@ -289,6 +293,7 @@ impl Connection {
                     if n == 0 {
                         break;
                     }
+                    self.ctx.now = tokio::time::Instant::now();
                     for msg in msgs.drain(..) {
                         self.on_conn_msg(msg).await;
                     }
