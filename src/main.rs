@@ -27,8 +27,9 @@ struct Args {
     /// Largest accepted message body in bytes (RabbitMQ 4's default: 16 MiB).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_message_size: u64,
-    /// Bytes of message data kept in queue memory; past it, persistent messages of durable
-    /// queues wait on disk until they are delivered.
+    /// Bytes of message data all queues keep in memory for messages waiting for a consumer;
+    /// past it, messages wait on disk until they are delivered (persistent messages of durable
+    /// queues keep at most 4 MiB per queue in memory anyway).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     memory_budget: usize,
     /// Free disk space (bytes) under the data dir below which publishers are blocked.

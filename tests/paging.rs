@@ -234,3 +234,52 @@ async fn transient_messages_past_the_budget_are_paged_to_disk_and_come_back_in_o
         .unwrap();
     assert_eq!(files_under(&paging), 0);
 }
+
+#[tokio::test]
+async fn messages_a_waiting_consumer_takes_at_once_are_not_paged_out() {
+    // A budget far below one message: only what is still queued after a batch would be paged.
+    let broker = TestBroker::start_with(Config {
+        memory_budget: 1,
+        ..Config::default()
+    })
+    .await;
+    let (_conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    declare_queue(&ch, "keeps-up").await;
+    let (_consumer_conn, consumer_ch) = broker.channel().await;
+    let mut consumer = consumer_ch
+        .basic_consume(
+            "keeps-up".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..100 {
+        ch.basic_publish(
+            "".into(),
+            "keeps-up".into(),
+            BasicPublishOptions::default(),
+            &body(i),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    for i in 0..100 {
+        let d = within(consumer.next()).await.unwrap().unwrap();
+        assert_eq!(d.data, body(i), "message {i}");
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let paging = broker.data_dir().join("paging");
+    assert_eq!(
+        files_under(&paging),
+        0,
+        "something was paged under {paging:?}"
+    );
+}

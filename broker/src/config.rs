@@ -18,8 +18,10 @@ pub struct Config {
     pub channel_max: u16,
     /// Offered heartbeat interval; the client's lower value (or 0) wins.
     pub heartbeat: Duration,
-    /// Bytes of message data queues keep in memory; past it, persistent messages of durable
-    /// queues stay on disk until delivered.
+    /// Bytes of message data all queues together keep in memory for messages waiting for a
+    /// consumer; past it, queues move their newest messages to disk at the end of a batch
+    /// (persistent ones of durable queues keep at most `queue::memory::STORED_READ_AHEAD` per
+    /// queue in memory anyway).
     pub memory_budget: usize,
     /// Free disk space (bytes) under the data directory below which publishers are blocked.
     pub disk_free_limit: u64,

@@ -86,7 +86,7 @@ impl BrokerShared {
             syncer: Syncer::start()?,
             meta,
             budget: Arc::new(MemoryBudget::new(config.memory_budget)),
-            paging: Arc::new(SegmentStore::new(&paging_dir)?),
+            paging: Arc::new(SegmentStore::volatile(&paging_dir)?),
             delayed: Box::new(SegmentStore::new(&config.data_dir.join("delayed"))?),
             alarm: alarm.clone(),
         });

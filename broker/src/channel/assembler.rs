@@ -2,7 +2,7 @@
 //! until `body_size` bytes have arrived. A pure state machine; the channel feeds it frames and
 //! routes what it completes.
 
-use crate::connection::frame::{ContentHeader, Publish};
+use crate::connection::frame::{ContentHeader, Publish, ShortStr};
 use crate::error::{AmqpError, AmqpResult};
 use bytes::{Bytes, BytesMut};
 
@@ -26,7 +26,11 @@ enum State {
     },
 }
 
-/// The body received so far: one frame is kept zero-copy, several are joined.
+/// The body received so far. A body that fits one frame is kept zero-copy: a slice of the
+/// connection's read buffer. A longer one is copied, frame by frame as it arrives, into one
+/// buffer of its full size: holding on to the frames instead would keep the read buffer
+/// they share from being reused, so that every large message would cost a fresh read buffer
+/// (and the page faults of touching it) on top of the copy that joins them anyway.
 #[derive(Debug)]
 enum Body {
     Empty,
@@ -43,9 +47,18 @@ impl Body {
         }
     }
 
-    fn push(&mut self, chunk: Bytes, total: usize) {
+    /// Adds a chunk; returns true when it started a body that spans several frames.
+    fn push(&mut self, chunk: Bytes, total: usize) -> bool {
+        let mut started = false;
         *self = match std::mem::replace(self, Body::Empty) {
-            Body::Empty => Body::One(chunk),
+            Body::Empty if chunk.len() == total => Body::One(chunk),
+            Body::Empty => {
+                started = true;
+                let mut joined = BytesMut::with_capacity(total);
+                joined.extend_from_slice(&chunk);
+                Body::Many(joined)
+            }
+            // Not reached (a one-frame body is complete), but joining is still right.
             Body::One(first) => {
                 let mut joined = BytesMut::with_capacity(total);
                 joined.extend_from_slice(&first);
@@ -56,7 +69,8 @@ impl Body {
                 joined.extend_from_slice(&chunk);
                 Body::Many(joined)
             }
-        }
+        };
+        started
     }
 
     fn freeze(self) -> Bytes {
@@ -66,6 +80,12 @@ impl Body {
             Body::Many(b) => b.freeze(),
         }
     }
+}
+
+/// A copy of `s` that shares no buffer with it.
+fn detached(s: &ShortStr) -> ShortStr {
+    // The copy is as long as the original, so it fits; keeping the original is the fallback.
+    ShortStr::from_string(s.as_str()).unwrap_or_else(|| s.clone())
 }
 
 #[derive(Debug, Default)]
@@ -153,8 +173,8 @@ impl Assembler {
 
     pub fn body(&mut self, chunk: Bytes) -> AmqpResult<Option<Complete>> {
         let State::AwaitingBody {
-            publish,
-            header,
+            mut publish,
+            mut header,
             mut body,
         } = std::mem::take(&mut self.state)
         else {
@@ -174,7 +194,13 @@ impl Assembler {
                 "content body larger than the {total} bytes its header announced"
             )));
         }
-        body.push(chunk, total);
+        if body.push(chunk, total) {
+            // The method and header frames are slices of the read buffer too: the few bytes
+            // the message keeps of them are copied, so that it does not pin that buffer.
+            publish.exchange = detached(&publish.exchange);
+            publish.routing_key = detached(&publish.routing_key);
+            header.properties = Bytes::copy_from_slice(&header.properties);
+        }
         if body.len() == total {
             return Ok(Some(Complete {
                 publish,
@@ -224,6 +250,44 @@ mod tests {
         let done = a.body(Bytes::from_static(b"def")).ok().flatten();
         assert_eq!(done.map(|c| c.body), Some(Bytes::from_static(b"abcdef")));
         assert!(a.is_idle());
+    }
+
+    #[test]
+    fn a_body_of_several_frames_keeps_no_slice_of_the_frames() {
+        // One buffer standing for the connection's read buffer: the publish's strings, the
+        // properties and the body frames are all slices of it.
+        let read = Bytes::from_static(b"exchangekeyPPabcdef");
+        let within = |b: &[u8]| read.as_ptr_range().contains(&b.as_ptr());
+        let mut a = Assembler::default();
+        a.start(Publish {
+            exchange: ShortStr::from_bytes(read.slice(0..8)).unwrap(),
+            routing_key: ShortStr::from_bytes(read.slice(8..11)).unwrap(),
+            mandatory: false,
+            immediate: false,
+        });
+        let mut h = header(60, 6);
+        h.properties = read.slice(11..13);
+        assert!(a.header(h, 100).ok().flatten().is_none());
+        assert!(a.body(read.slice(13..16)).ok().flatten().is_none());
+        let done = a.body(read.slice(16..19)).ok().flatten().unwrap();
+        assert_eq!(done.body, Bytes::from_static(b"abcdef"));
+        assert_eq!(done.publish.exchange.as_str(), "exchange");
+        assert_eq!(done.publish.routing_key.as_str(), "key");
+        assert_eq!(done.header.properties, Bytes::from_static(b"PP"));
+        for kept in [
+            &done.body[..],
+            done.publish.exchange.as_bytes(),
+            done.publish.routing_key.as_bytes(),
+            &done.header.properties[..],
+        ] {
+            assert!(!within(kept), "{kept:?} still points into the frames");
+        }
+
+        // A body of one frame stays zero-copy.
+        a.start(publish());
+        assert!(a.header(header(60, 3), 100).ok().flatten().is_none());
+        let done = a.body(read.slice(13..16)).ok().flatten().unwrap();
+        assert!(within(&done.body));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The broker-wide budget for message data held in queue memory (`--memory-budget`). Queues
-//! report what they hold after each batch; past the budget, stored queues keep new persistent
-//! messages on disk only (an index entry stays in memory) and read them back when they are
-//! delivered.
+//! report what they hold after each batch; what a batch left past the budget moves to disk at
+//! its end (persistent messages of stored queues just drop their bodies, others go to the
+//! queue's page file) with an index entry left in memory, and is read back when delivered.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,6 +24,14 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed).saturating_add(extra) <= self.limit
     }
 
+    /// How far `extra` more bytes (not yet reported) would go past the limit (0: they fit).
+    pub fn excess(&self, extra: usize) -> usize {
+        self.used
+            .load(Ordering::Relaxed)
+            .saturating_add(extra)
+            .saturating_sub(self.limit)
+    }
+
     /// Bytes still free.
     pub fn available(&self) -> usize {
         self.limit.saturating_sub(self.used.load(Ordering::Relaxed))
@@ -43,3 +51,9 @@ impl MemoryBudget {
 pub fn weight(properties: usize, body: usize) -> usize {
     properties + body + 128
 }
+
+/// Bytes of persistent message data a stored queue keeps in memory ahead of its consumers.
+/// Those bodies are on disk already, so holding more of a backlog buys nothing but memory:
+/// past this the newest give their bodies up at the end of the batch (a consumer that keeps
+/// up is served before that, from memory) and are read back when their turn comes.
+pub const STORED_READ_AHEAD: usize = 4 << 20;

@@ -6,10 +6,11 @@
 //! the two heads is older — so requeued messages come back ahead of newer ones, in their
 //! original order, without shifting the deque.
 //!
-//! Once a queue starts paging (the memory budget is spent), new messages join `tail`: compact
-//! 24-byte records of where each message waits on disk, always after every message of `ready`.
-//! The tail is read back from the front as consumers catch up, so a backlog of millions costs
-//! tens of MiB of memory rather than its size.
+//! At the end of a batch the queue sheds what it should not hold (`spill`): the newest ready
+//! messages move to `tail`, compact 24-byte records of where each message waits on disk, always
+//! after every message of `ready`. While a tail exists new messages join it directly. The tail
+//! is read back from the front as consumers catch up, so a backlog of millions costs tens of
+//! MiB of memory rather than its size.
 
 use crate::message::Message;
 use crate::store::Location;
@@ -109,6 +110,9 @@ pub struct Messages {
     ready_count: usize,
     /// Bytes of ready messages held in memory (paged-out ones excluded).
     resident: usize,
+    /// The part of `resident` that also has a copy in the queue's store (persistent messages
+    /// of a stored queue): memory that can be given back without writing anything.
+    stored_resident: usize,
     levels: Vec<Level>,
     /// Tail messages that could not be written out (rare: the page file failed).
     pinned: crate::FastMap<u64, Arc<Message>>,
@@ -130,6 +134,7 @@ impl Messages {
             ready_bytes: 0,
             ready_count: 0,
             resident: 0,
+            stored_resident: 0,
             levels: (0..levels).map(|_| Level::default()).collect(),
             pinned: Default::default(),
             unacked: Default::default(),
@@ -183,7 +188,7 @@ impl Messages {
         self.ready_count += 1;
         let level = entry.level;
         if self.level_mut(level).tail.is_empty() && entry.message.is_some() {
-            self.resident += entry.resident();
+            self.hold(&entry);
             self.ready_bytes += u64::from(entry.size);
             self.level_mut(level).ready.push_back(entry);
             return;
@@ -198,7 +203,7 @@ impl Messages {
         }
         if flags & PINNED != 0 {
             if let Some(message) = &entry.message {
-                self.resident += entry.resident();
+                self.hold(&entry);
                 self.pinned.insert(entry.id, message.clone());
             }
         }
@@ -209,6 +214,24 @@ impl Messages {
         };
         self.ready_bytes += u64::from(self.paged_size(&paged));
         self.level_mut(level).tail.push_back(paged);
+    }
+
+    /// A ready entry's body is now held in memory.
+    fn hold(&mut self, entry: &Entry) {
+        let bytes = entry.resident();
+        self.resident += bytes;
+        if entry.location.is_some() {
+            self.stored_resident += bytes;
+        }
+    }
+
+    /// A ready entry's body is no longer held (taken out, or paged out).
+    fn release(&mut self, entry: &Entry) {
+        let bytes = entry.resident();
+        self.resident = self.resident.saturating_sub(bytes);
+        if entry.location.is_some() {
+            self.stored_resident = self.stored_resident.saturating_sub(bytes);
+        }
     }
 
     /// The size a paged entry counts for (the same going in and coming out).
@@ -236,7 +259,10 @@ impl Messages {
             None
         };
         if let Some(m) = &message {
-            self.resident -= super::memory::weight(m.properties.len(), m.body.len());
+            // Pinned messages have no copy on disk, so they never count as `stored_resident`.
+            self.resident = self
+                .resident
+                .saturating_sub(super::memory::weight(m.properties.len(), m.body.len()));
         }
         let (location, page) = match p.flags & (IN_PAGE_FILE | PINNED) {
             0 => (Some(p.location), None),
@@ -262,6 +288,11 @@ impl Messages {
     /// Bytes of ready messages held in memory.
     pub fn resident(&self) -> usize {
         self.resident
+    }
+
+    /// Bytes of ready messages held in memory that also have a copy in the queue's store.
+    pub fn stored_resident(&self) -> usize {
+        self.stored_resident
     }
 
     /// New messages get ids from `next` on (a store's ids must not be reused).
@@ -306,10 +337,10 @@ impl Messages {
         let head = level.head_id()?;
         let entry = if level.returned.keys().next() == Some(&head) {
             let (_, entry) = level.returned.pop_first()?;
-            self.resident -= entry.resident();
+            self.release(&entry);
             entry
         } else if let Some(entry) = level.ready.pop_front() {
-            self.resident -= entry.resident();
+            self.release(&entry);
             entry
         } else {
             let paged = level.tail.pop_front()?;
@@ -339,7 +370,7 @@ impl Messages {
         for id in ids {
             if let Some(mut e) = self.unacked.remove(id) {
                 e.redelivered |= delivered;
-                self.resident += e.resident();
+                self.hold(&e);
                 self.ready_bytes += u64::from(e.size);
                 self.ready_count += 1;
                 self.level_mut(e.level).returned.insert(e.id, e);
@@ -349,10 +380,86 @@ impl Messages {
 
     /// Puts a message that was popped but could not be handed out back at the head.
     pub fn unpop(&mut self, entry: Entry) {
-        self.resident += entry.resident();
+        self.hold(&entry);
         self.ready_bytes += u64::from(entry.size);
         self.ready_count += 1;
         self.level_mut(entry.level).returned.insert(entry.id, entry);
+    }
+
+    /// Moves the newest ready messages to the tail until `over` bytes of resident memory have
+    /// been given back, and `stored_over` bytes of the part that has a copy in the queue's
+    /// store; the lowest priority level goes first. A message with a store copy only drops its
+    /// body; any other is written out by `page_out` (in id order, as the page file wants), and
+    /// one that cannot be written stays in memory as a pinned tail entry, keeping its place.
+    /// Returns how many messages moved.
+    pub fn spill(
+        &mut self,
+        mut over: usize,
+        mut stored_over: usize,
+        mut page_out: impl FnMut(u64, &Message) -> Option<Location>,
+    ) -> usize {
+        let mut moved = 0;
+        for n in 0..self.levels.len() {
+            if over == 0 && stored_over == 0 {
+                break;
+            }
+            // The newest messages of this level that must go: a suffix of `ready`, since the
+            // tail must stay behind every ready message.
+            let ready = &self.levels[n].ready;
+            let mut keep = ready.len();
+            for e in ready.iter().rev() {
+                if over == 0 && stored_over == 0 {
+                    break;
+                }
+                let bytes = e.resident();
+                over = over.saturating_sub(bytes);
+                if e.location.is_some() {
+                    stored_over = stored_over.saturating_sub(bytes);
+                }
+                keep -= 1;
+            }
+            let spilled = self.levels[n].ready.split_off(keep);
+            moved += spilled.len();
+            let mut paged = Vec::with_capacity(spilled.len());
+            for entry in spilled {
+                self.release(&entry);
+                self.ready_bytes = self.ready_bytes.saturating_sub(u64::from(entry.size));
+                let mut flags = if entry.redelivered { REDELIVERED } else { 0 };
+                let location = match (entry.location, &entry.message) {
+                    (Some(location), _) => location,
+                    (None, Some(message)) => match page_out(entry.id, message) {
+                        Some(page) => {
+                            flags |= IN_PAGE_FILE;
+                            page
+                        }
+                        None => {
+                            self.hold(&entry);
+                            self.pinned.insert(entry.id, message.clone());
+                            flags |= PINNED;
+                            Location::default()
+                        }
+                    },
+                    // Not reachable (ready messages are held in memory); it would come out of
+                    // the tail as a message with nothing to deliver, and be dropped then.
+                    (None, None) => {
+                        flags |= PINNED;
+                        Location::default()
+                    }
+                };
+                let p = Paged {
+                    id: entry.id,
+                    location,
+                    flags,
+                };
+                self.ready_bytes += u64::from(self.paged_size(&p));
+                paged.push(p);
+            }
+            let tail = &mut self.levels[n].tail;
+            for p in paged.into_iter().rev() {
+                tail.push_front(p);
+            }
+        }
+        moved
     }
 
     /// Gives memory back once a large backlog has drained: a deque keeps the capacity of its
@@ -382,6 +489,7 @@ impl Messages {
         }
         self.pinned.clear();
         self.resident = 0;
+        self.stored_resident = 0;
         self.ready_bytes = 0;
         self.ready_count = 0;
         purged
@@ -554,6 +662,86 @@ mod tests {
         );
         assert_eq!(m.resident(), 0);
         assert!(!m.has_tail(0));
+    }
+
+    #[test]
+    fn spill_moves_the_newest_to_disk_and_keeps_the_order() {
+        let mut m = Messages::default();
+        let one = {
+            let w = msg("a");
+            super::super::memory::weight(w.properties.len(), w.body.len())
+        };
+        // 1 and 3 have a copy in the store; 2, 4 and 5 are transient.
+        m.push(Some(msg("a")), at(0), None, 0);
+        m.push(Some(msg("b")), None, None, 0);
+        m.push(Some(msg("c")), at(10), None, 0);
+        m.push(Some(msg("d")), None, None, 0);
+        m.push(Some(msg("e")), None, None, 0);
+        assert_eq!((m.resident(), m.stored_resident()), (5 * one, 2 * one));
+        // Give back the stored part past one message: everything from 3 on must go, 4 and 5
+        // with it (they are behind 3), written in id order; 5 cannot be written.
+        let mut written = Vec::new();
+        let moved = m.spill(0, one, |id, _| {
+            written.push(id);
+            (id != 5).then(|| Location {
+                segment: 9,
+                offset: u32::try_from(id).unwrap_or(0),
+                len: 1,
+            })
+        });
+        assert_eq!(moved, 3);
+        assert_eq!(written, [4, 5]);
+        assert!(m.has_tail(0));
+        assert_eq!(
+            (m.resident(), m.stored_resident()),
+            (3 * one, one),
+            "1 and 2 stay, 5 is pinned"
+        );
+        assert_eq!(m.ready_len(), 5);
+        // New messages queue behind the tail.
+        m.push(Some(msg("f")), None, None, 0);
+        let order: Vec<(u64, bool, Option<Location>, bool)> = std::iter::from_fn(|| m.pop())
+            .map(|e| (e.id, e.message.is_some(), e.location, e.page.is_some()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, true, at(0), false),
+                (2, true, None, false),
+                (3, false, at(10), false),
+                (4, false, None, true),
+                (5, true, None, false),
+                (6, true, None, false),
+            ]
+        );
+        assert_eq!((m.resident(), m.stored_resident()), (0, 0));
+        assert_eq!(m.ready_bytes(), 0);
+    }
+
+    #[test]
+    fn spill_for_memory_takes_the_lowest_priority_first() {
+        let mut m = Messages::with_priorities(Some(1));
+        let one = {
+            let w = msg("a");
+            super::super::memory::weight(w.properties.len(), w.body.len())
+        };
+        m.push(Some(msg("hi")), None, None, 1);
+        m.push(Some(msg("lo")), None, None, 0);
+        let mut written = Vec::new();
+        assert_eq!(
+            m.spill(one, 0, |id, _| {
+                written.push(id);
+                at(0)
+            }),
+            1
+        );
+        assert_eq!(written, [2]);
+        assert!(m.has_tail(0) && !m.has_tail(1));
+        assert_eq!(
+            m.spill(0, 0, |_, _| None),
+            0,
+            "nothing asked, nothing moved"
+        );
     }
 
     #[test]

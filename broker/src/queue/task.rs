@@ -189,6 +189,7 @@ impl QueueTask {
             self.expire(true);
             self.deliver();
             self.expire(false);
+            self.spill();
             if let Some(storage) = &mut self.storage {
                 storage.end_of_batch();
             }
@@ -246,14 +247,13 @@ impl QueueTask {
                     // Not stored: the guard (if any) is done as soon as it is enqueued.
                     _ => None,
                 };
-                // Past the memory budget a message waits on disk until it is delivered: in
-                // the queue's store if it is stored there, else in the queue's page file.
-                let resident = self.messages.resident();
-                let extra = resident.saturating_sub(self.reported)
-                    + memory::weight(message.properties.len(), message.body.len());
+                // The message is kept in memory for now: a consumer with credit takes it in
+                // this batch, and what is left past the memory budget or the read-ahead moves
+                // to disk at the end of the batch (`spill`). But while a tail of paged
+                // messages exists, newer ones must wait on disk behind it: in the queue's
+                // store if it is stored there, else in the queue's page file.
                 let level = self.messages.level_of(message.summary.priority);
-                // While a tail of paged messages exists, newer ones must wait on disk behind it.
-                if !self.messages.has_tail(level) && self.budget.fits(extra) {
+                if !self.messages.has_tail(level) {
                     self.messages.push(Some(message), location, None, level);
                 } else if location.is_some() {
                     self.messages.push(None, location, None, level);
@@ -772,6 +772,26 @@ impl QueueTask {
                 }
             }
         }
+    }
+
+    /// End of a batch: what is still ready moves to disk (newest first) past the memory budget
+    /// (only what this batch added beyond what the queue last reported: the queue does not
+    /// pay for others) and past the read-ahead of bodies that are on disk already.
+    fn spill(&mut self) {
+        let growth = self.messages.resident().saturating_sub(self.reported);
+        let over = self.budget.excess(growth).min(growth);
+        let stored_over = self
+            .messages
+            .stored_resident()
+            .saturating_sub(memory::STORED_READ_AHEAD);
+        if over == 0 && stored_over == 0 {
+            return;
+        }
+        let pager = &mut self.pager;
+        let moved = self
+            .messages
+            .spill(over, stored_over, |id, message| pager.page_out(id, message));
+        tracing::trace!(moved, over, stored_over, "moved ready messages to disk");
     }
 
     /// Tells the broker-wide budget how much message data this queue now holds in memory.

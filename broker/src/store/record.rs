@@ -39,6 +39,16 @@ pub(crate) enum Damage {
 /// The crc is computed over the bytes already in the buffer, so nothing is allocated beyond the
 /// buffer's own growth. On error (a field too long for its length prefix) `buf` is untouched.
 pub(crate) fn encode(buf: &mut Vec<u8>, id: u64, message: MessageRef<'_>) -> io::Result<u32> {
+    let total = encode_head(buf, id, message)?;
+    buf.extend_from_slice(message.body);
+    Ok(total)
+}
+
+/// Appends the record of `message` to `buf` without its body, which is to be written right
+/// after it (a large body is written from where it is rather than copied into the buffer);
+/// the crc covers the body all the same. Returns the record's total length, body included.
+/// On error `buf` is untouched.
+pub(crate) fn encode_head(buf: &mut Vec<u8>, id: u64, message: MessageRef<'_>) -> io::Result<u32> {
     let exchange = u8::try_from(message.exchange.len())
         .map_err(|_| invalid("exchange name longer than 255 bytes"))?;
     let routing_key = u8::try_from(message.routing_key.len())
@@ -56,7 +66,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, id: u64, message: MessageRef<'_>) -> io:
     let total = u32::try_from(4 + len).map_err(|_| invalid("message record of 4 GiB or more"))?;
     let len = total - 4;
 
-    buf.reserve(total as usize);
+    buf.reserve(total as usize - message.body.len());
     let start = buf.len();
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&[0; 4]); // the crc, filled in below
@@ -68,9 +78,10 @@ pub(crate) fn encode(buf: &mut Vec<u8>, id: u64, message: MessageRef<'_>) -> io:
     buf.extend_from_slice(&properties.to_be_bytes());
     buf.extend_from_slice(message.properties);
     buf.extend_from_slice(&body.to_be_bytes());
-    buf.extend_from_slice(message.body);
-    let crc = crc32fast::hash(&buf[start + HEADER..]);
-    buf[start + 4..start + HEADER].copy_from_slice(&crc.to_be_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&buf[start + HEADER..]);
+    crc.update(message.body);
+    buf[start + 4..start + HEADER].copy_from_slice(&crc.finalize().to_be_bytes());
     Ok(total)
 }
 
@@ -170,6 +181,17 @@ mod tests {
             properties: Bytes::from_static(&[0x80, 0x00, 0x02]),
             body: Bytes::from(body),
         }
+    }
+
+    #[test]
+    fn a_head_followed_by_its_body_is_the_whole_record() {
+        let m = message(b"a body written on its own".to_vec());
+        let mut whole = Vec::new();
+        let total = encode(&mut whole, 5, m.as_ref()).unwrap();
+        let mut head = vec![7];
+        assert_eq!(encode_head(&mut head, 5, m.as_ref()).unwrap(), total);
+        head.extend_from_slice(&m.body);
+        assert_eq!(&head[1..], &whole[..]);
     }
 
     fn round_trip(m: &StoredMessage) {

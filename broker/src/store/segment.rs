@@ -30,12 +30,22 @@ pub struct SegmentStore {
     root: PathBuf,
     segment_bytes: u64,
     ack_compact_min: u64,
+    /// Page files: wiped at every start, so never fsynced.
+    volatile: bool,
 }
 
 impl SegmentStore {
     /// Opens the store in `data_dir`, creating `<data_dir>/queues/` if needed.
     pub fn new(data_dir: &Path) -> io::Result<Self> {
         Self::with_limits(data_dir, SEGMENT_BYTES, ACK_COMPACT_MIN_BYTES)
+    }
+
+    /// A store whose contents need not survive a crash (the page files of messages without a
+    /// durable home, wiped at startup): segments are not fsynced when they fill up.
+    pub fn volatile(data_dir: &Path) -> io::Result<Self> {
+        let mut store = Self::new(data_dir)?;
+        store.volatile = true;
+        Ok(store)
     }
 
     /// Like `new` with other roll-over and compaction sizes (tests use tiny ones). Segment
@@ -54,6 +64,7 @@ impl SegmentStore {
             root,
             segment_bytes: segment_bytes.clamp(1, 1 << 30),
             ack_compact_min,
+            volatile: false,
         })
     }
 
@@ -147,7 +158,13 @@ impl Store for SegmentStore {
             sync_dir(&self.root)?;
         }
         let mut recovered = recovery::recover(&dir, keep_bytes)?;
-        let store = SegmentQueue::open(dir, &recovered, self.segment_bytes, self.ack_compact_min)?;
+        let store = SegmentQueue::open(
+            dir,
+            &recovered,
+            self.segment_bytes,
+            self.ack_compact_min,
+            self.volatile,
+        )?;
         let messages = std::mem::take(&mut recovered.messages);
         Ok((Box::new(store), messages, recovered.issues))
     }

@@ -196,7 +196,15 @@ impl VHost {
         let (store, recovered, issues) = self
             .persistence
             .store
-            .open_queue(&self.name, queue, self.persistence.budget.available())
+            .open_queue(
+                &self.name,
+                queue,
+                // Bodies past the read-ahead would only be dropped again at the first batch.
+                self.persistence
+                    .budget
+                    .available()
+                    .min(crate::queue::memory::STORED_READ_AHEAD),
+            )
             .map_err(|e| {
                 tracing::error!(queue, vhost = %self.name, error = %e, "cannot open the queue's store");
                 AmqpError::internal_error(format_args!(
