@@ -6,8 +6,9 @@
 # and, when RabbitMQ is installed or installable from the distribution's packages, a
 # RabbitMQ node on 127.0.0.1 (its own AMQP/dist/epmd ports, node name and data dir, no
 # plugins). Then, on both brokers:
-#   1. memory per idle connection: N AMQP connections opened with pika and held, broker
-#      RSS before and after (first, on freshly started brokers);
+#   1. memory per idle connection: N AMQP connections (one socket each, one channel open)
+#      opened by bench/idle_connections.py and held, broker RSS before and after (first, on
+#      freshly started brokers);
 #   2. a backlog of ~1 M persistent 1 KiB messages in a durable queue (no consumer): the
 #      broker's RSS with it (Warren restarted first, so that it starts from scratch);
 #   3. the throughput and latency scenarios of SCENARIOS below, ROUNDS times, Warren and
@@ -23,8 +24,10 @@
 #
 # Knobs: DURATION, ROUNDS, RABBITMQ, OUT (default target/bench/compare-<date>),
 # ONLY (scenario names), IDLE_CONNECTIONS (default "1000 10000"; empty skips),
-# BACKLOG (1/0), BACKLOG_MESSAGES (default 1000000). Needs python3 with pika
-# (tests/pika/requirements.txt) for the idle-connection and backlog parts.
+# BACKLOG (1/0), BACKLOG_MESSAGES (default 1000000). Needs python3, and pika
+# (tests/pika/requirements.txt) for the backlog part.
+#
+#   RABBITMQ=1 ONLY=none BACKLOG=0 bench/compare.sh   # idle connections only (both brokers)
 
 set -euo pipefail
 
@@ -61,6 +64,9 @@ source "$ROOT/bench/lib.sh"
 command -v python3 >/dev/null || die "python3 is needed to tabulate the results"
 HAVE_PIKA=1
 python3 -c 'import pika' 2>/dev/null || HAVE_PIKA=
+# Every idle connection is a descriptor in the broker (and in the opener): the brokers
+# started below inherit the soft limit, raised here as far as the hard limit allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || log "could not raise ulimit -n above $(ulimit -n)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warren-compare.XXXXXX")
 WARREN_PID=
@@ -132,80 +138,32 @@ broker_pid() { if [[ $1 == warren ]]; then echo "$WARREN_PID"; else echo "$RABBI
 broker_url() { echo "amqp://guest:guest@127.0.0.1:$(broker_port "$1")/%2f"; }
 
 # --- 1. Memory per idle connection -------------------------------------------------------
-# pika (blocking connections, heartbeats off so that nothing is sent while they are held)
-# waits for the broker's RSS to settle, opens N connections one after the other, each with
-# one channel open as a client would, waits 5 s, reads the broker's VmRSS and closes them.
-# KiB per connection = (RSS with them - RSS before) / N.
+# bench/idle_connections.py waits for the broker's RSS to settle, opens N connections one
+# after the other (one socket each, handshake by hand with heartbeats off so that nothing
+# is sent while they are held, one channel open as a client would), waits 5 s, reads the
+# broker's VmRSS and closes them. KiB per connection = (RSS with them - RSS before) / N.
 idle() { # broker count
   local broker=$1 count=$2
   log "idle connections: $count on $broker"
-  python3 - "$(broker_url "$broker")" "$count" "$(broker_pid "$broker")" "$broker" \
-    >"$OUT/idle.$count.$broker.json" 2>"$OUT/idle.$count.$broker.log" <<'PY' || log "idle connections ($count) on $broker failed (see $OUT/idle.$count.$broker.log)"
-import json, resource, sys, time
-import pika
-
-url, count, pid, broker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-
-# A pika BlockingConnection holds about four descriptors (its socket, its own epoll and a
-# wake-up pipe): raise this process's limit (root may raise the hard limit too).
-need = 4 * count + 100
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-if soft < need:
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(need, hard)))
-    except (ValueError, OSError) as e:
-        sys.exit(f"need {need} open files for {count} pika connections, limit is {soft}/{hard}: {e}")
-
-def rss_kib():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-
-params = pika.URLParameters(url)
-params.heartbeat = 0
-params.blocked_connection_timeout = None
-# The broker may still be giving memory back from the previous step (RabbitMQ's garbage
-# collector after the backlog, for one): wait until its RSS holds still (within 1 % over
-# 2 s, at most 60 s) before taking the baseline.
-settle_start, last = time.monotonic(), rss_kib()
-while time.monotonic() - settle_start < 60:
-    time.sleep(2)
-    now = rss_kib()
-    if abs(now - last) <= last / 100:
-        break
-    last = now
-before = rss_kib()
-start = time.monotonic()
-conns = []
-for i in range(count):
-    c = pika.BlockingConnection(params)
-    c.channel()
-    conns.append(c)
-open_s = time.monotonic() - start
-time.sleep(5)
-after = rss_kib()
-for c in conns:
-    c.close()
-time.sleep(3)
-print(json.dumps({
-    "broker": broker, "connections": count, "rss_before_kib": before, "rss_kib": after,
-    "kib_per_connection": (after - before) / count, "open_s": open_s,
-    "rss_after_close_kib": rss_kib(),
-}))
-PY
+  python3 "$ROOT/bench/idle_connections.py" 127.0.0.1 "$(broker_port "$broker")" "$count" \
+    "$(broker_pid "$broker")" "$broker" \
+    >"$OUT/idle.$count.$broker.json" 2>"$OUT/idle.$count.$broker.log" ||
+    log "idle connections ($count) on $broker failed (see $OUT/idle.$count.$broker.log)"
 }
 
-if [[ -n $IDLE_CONNECTIONS && -n $HAVE_PIKA ]]; then
+if [[ -n $IDLE_CONNECTIONS ]]; then
+  idle_runs=0
   for count in $IDLE_CONNECTIONS; do
     if (( count + 100 > $(ulimit -n) )); then # the brokers' own limit, inherited from here
       log "skipping $count idle connections: ulimit -n is $(ulimit -n)"
       continue
     fi
+    # Each count on a fresh Warren: one whose allocator still holds the memory of the
+    # previous count's closed connections would need less new memory for the next.
+    if (( idle_runs > 0 )); then stop_warren; start_warren; fi
+    idle_runs=$((idle_runs + 1))
     for broker in "${BROKERS[@]}"; do idle "$broker" "$count"; done
   done
-elif [[ -n $IDLE_CONNECTIONS ]]; then
-  log "python3 has no pika: skipping the idle-connection scenario"
 fi
 
 # --- 2. Backlog: RSS with ~1 M queued 1 KiB persistent messages --------------------------

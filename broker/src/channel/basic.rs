@@ -218,7 +218,7 @@ impl Channel {
         if self.routing.queues.is_empty() {
             if publish.mandatory {
                 codec::encode_return(
-                    &mut ctx.out.buf,
+                    ctx.out.buf(),
                     self.id,
                     312,
                     "NO_ROUTE",
@@ -346,7 +346,7 @@ impl Channel {
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         codec::encode_get_ok(
-            &mut ctx.out.buf,
+            ctx.out.buf(),
             self.id,
             tag,
             got.redelivered,

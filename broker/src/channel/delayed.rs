@@ -42,7 +42,7 @@ impl Channel {
         };
         if mandatory {
             codec::encode_return(
-                &mut ctx.out.buf,
+                ctx.out.buf(),
                 self.id,
                 312,
                 "NO_ROUTE",

@@ -257,7 +257,7 @@ impl Channel {
     pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
         if let Some(c) = &mut self.confirm {
             if c.has_news() {
-                c.flush(&mut ctx.out.buf, self.id);
+                c.flush(ctx.out.buf(), self.id);
             }
         }
         self.flush_tx(ctx);
@@ -286,7 +286,7 @@ impl Channel {
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         crate::connection::codec::encode_deliver(
-            &mut ctx.out.buf,
+            ctx.out.buf(),
             self.id,
             d.consumer.tag.as_str(),
             tag,

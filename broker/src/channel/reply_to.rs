@@ -262,7 +262,7 @@ impl Channel {
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         codec::encode_deliver(
-            &mut ctx.out.buf,
+            ctx.out.buf(),
             self.id,
             consumer.tag.as_str(),
             tag,
@@ -303,7 +303,7 @@ pub(super) fn send_reply(
     };
     if undelivered && mandatory {
         codec::encode_return(
-            &mut ctx.out.buf,
+            ctx.out.buf(),
             channel,
             312,
             "NO_ROUTE",

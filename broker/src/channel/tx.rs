@@ -170,7 +170,7 @@ impl Channel {
                     if queues.is_empty() {
                         if mandatory {
                             codec::encode_return(
-                                &mut ctx.out.buf,
+                                ctx.out.buf(),
                                 self.id,
                                 312,
                                 "NO_ROUTE",

@@ -481,17 +481,11 @@ impl fmt::Display for ErlBinary<'_> {
 
 // ---- encoding ------------------------------------------------------------------------------
 
-/// Encodes any method through amq-protocol's `gen_class`, reusing one scratch buffer.
-#[derive(Debug, Clone)]
-pub struct MethodEncoder {
-    scratch: Vec<u8>,
-}
-
-impl Default for MethodEncoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Encodes any method through amq-protocol's `gen_class`. Methods are generated into a 1 KiB
+/// scratch array on the stack (a heap buffer only for the rare bigger one), so a connection
+/// holds no scratch memory between methods.
+#[derive(Debug, Clone, Default)]
+pub struct MethodEncoder;
 
 impl MethodEncoder {
     const INITIAL_SCRATCH: usize = 1024;
@@ -499,9 +493,7 @@ impl MethodEncoder {
     const MAX_SCRATCH: usize = 64 << 20;
 
     pub fn new() -> Self {
-        MethodEncoder {
-            scratch: vec![0; Self::INITIAL_SCRATCH],
-        }
+        MethodEncoder
     }
 
     /// Appends one method frame. Fails (541) only if amq-protocol cannot generate the method.
@@ -513,18 +505,21 @@ impl MethodEncoder {
     ) -> Result<(), AmqpError> {
         let during =
             |e: AmqpError| e.during(method.get_amqp_class_id(), method.get_amqp_method_id());
+        let mut stack = [0u8; Self::INITIAL_SCRATCH];
+        let mut heap = Vec::new();
+        let mut scratch: &mut [u8] = &mut stack;
         loop {
             // A Cursor rather than a bare `&mut [u8]`: cookie-factory's `&mut [u8]` writer
             // panics (split_at_mut) when a table's length prefix falls in the last 3 bytes,
             // while the Cursor's seek past the end just yields BufferTooSmall.
             let generated = {
-                let ctx = WriteContext::from(Cursor::new(&mut self.scratch[..]));
+                let ctx = WriteContext::from(Cursor::new(&mut *scratch));
                 gen_class(method)(ctx).map(|ctx| ctx.write.position())
             };
             match generated {
                 Ok(len) => {
                     let len = usize::try_from(len).unwrap_or(usize::MAX);
-                    let Some(body) = self.scratch.get(..len) else {
+                    let Some(body) = scratch.get(..len) else {
                         return Err(during(AmqpError::internal_error(
                             "method generation overran its buffer",
                         )));
@@ -535,9 +530,10 @@ impl MethodEncoder {
                     buf.put_u8(FRAME_END);
                     return Ok(());
                 }
-                Err(GenError::BufferTooSmall(_)) if self.scratch.len() < Self::MAX_SCRATCH => {
-                    let grown = self.scratch.len() * 2;
-                    self.scratch.resize(grown, 0);
+                Err(GenError::BufferTooSmall(_)) if scratch.len() < Self::MAX_SCRATCH => {
+                    let grown = scratch.len() * 2;
+                    heap.resize(grown, 0);
+                    scratch = &mut heap;
                 }
                 Err(e) => {
                     return Err(during(AmqpError::internal_error(format_args!(

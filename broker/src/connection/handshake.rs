@@ -132,7 +132,7 @@ impl Io<'_> {
     }
 
     pub async fn flush(&mut self) -> Result<(), HandshakeError> {
-        let buf = self.out.buf.split();
+        let buf = self.out.take();
         self.writer
             .write_all(&buf)
             .await

@@ -1,5 +1,8 @@
 //! The connection's outbound buffer: every frame the connection sends is encoded here, and the
 //! connection task hands the filled buffer to the writer task in one piece per wake-up.
+//!
+//! The buffer is allocated when the first frame of a batch is encoded and handed over whole
+//! (allocation included), so a connection with nothing to send holds no buffer at all.
 
 use super::codec::{self, MethodEncoder};
 use super::frame::ChannelId;
@@ -9,37 +12,55 @@ use amq_protocol::protocol::{channel, connection, AMQPClass};
 use bytes::BytesMut;
 use tracing::error;
 
+/// What a batch's buffer starts with: room for a few hundred small deliveries, so that a busy
+/// connection does not grow it step by step (it still grows past this for big batches).
+const BATCH_CAPACITY: usize = 64 * 1024;
+
 pub struct Outbound {
-    pub buf: BytesMut,
-    methods: MethodEncoder,
+    /// Encoders append here through `buf()`; empty and unallocated between batches.
+    buf: BytesMut,
     pub frame_max: u32,
 }
 
 impl Outbound {
     pub fn new(frame_max: u32) -> Self {
         Outbound {
-            buf: BytesMut::with_capacity(64 * 1024),
-            methods: MethodEncoder::new(),
+            buf: BytesMut::new(),
             frame_max,
         }
+    }
+
+    /// The buffer to encode into, allocated with a batch's capacity if the batch starts now.
+    pub fn buf(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(BATCH_CAPACITY);
+        }
+        &mut self.buf
+    }
+
+    /// Hands over everything encoded so far, with its allocation: the next frame starts a new
+    /// buffer.
+    pub fn take(&mut self) -> BytesMut {
+        std::mem::take(&mut self.buf)
     }
 
     /// Encodes a control-path method. Encoding a well-formed method cannot fail short of a bug;
     /// if it does, the error is logged and the frame skipped.
     pub fn method(&mut self, channel: ChannelId, method: AMQPClass) {
-        if let Err(e) = self.methods.encode(&mut self.buf, channel, &method) {
+        if let Err(e) = MethodEncoder::new().encode(self.buf(), channel, &method) {
             error!(?method, error = %e, "failed to encode method");
         }
     }
 
     /// The content header and body frames of a message.
     pub fn content(&mut self, channel: ChannelId, message: &Message) {
+        let frame_max = self.frame_max;
         codec::encode_content(
-            &mut self.buf,
+            self.buf(),
             channel,
             &message.properties,
             &message.body,
-            self.frame_max,
+            frame_max,
         );
     }
 

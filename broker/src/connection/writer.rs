@@ -3,7 +3,7 @@
 //! half the negotiated interval.
 
 use super::codec;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -13,7 +13,11 @@ use tokio::sync::mpsc;
 /// taking deliveries and keeps its buffer growing only up to its high-water mark.
 pub const QUEUED_BUFFERS: usize = 8;
 
-pub async fn run(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, heartbeat: Duration) {
+pub async fn run(
+    mut socket: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<BytesMut>,
+    heartbeat: Duration,
+) {
     let mut batch = Vec::with_capacity(QUEUED_BUFFERS);
     let idle = heartbeat / 2;
     loop {
