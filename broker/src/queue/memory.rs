@@ -19,11 +19,6 @@ impl MemoryBudget {
         }
     }
 
-    /// Whether `extra` more bytes (not yet reported) would still fit.
-    pub fn fits(&self, extra: usize) -> bool {
-        self.used.load(Ordering::Relaxed).saturating_add(extra) <= self.limit
-    }
-
     /// How far `extra` more bytes (not yet reported) would go past the limit (0: they fit).
     pub fn excess(&self, extra: usize) -> usize {
         self.used

@@ -124,7 +124,7 @@ pub struct Persistence {
     pub store: Box<dyn Store>,
     pub syncer: sync::Syncer,
     pub meta: meta::MetaStore,
-    /// Message data queues may hold in memory before stored queues page to disk.
+    /// Message data queues may hold in memory before they move messages to disk.
     pub budget: std::sync::Arc<crate::queue::memory::MemoryBudget>,
     /// Page files of messages without a durable home (wiped at every start).
     pub paging: std::sync::Arc<dyn Store>,

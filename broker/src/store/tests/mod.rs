@@ -549,3 +549,42 @@ fn a_volatile_store_works_the_same() {
     q.flush().unwrap();
     assert_eq!(q.read(1, at).unwrap(), big);
 }
+
+#[test]
+fn recovery_reads_records_across_its_read_chunks() {
+    // ~10 MiB in one segment: records of odd sizes straddle the 4 MiB chunks recovery reads,
+    // one is larger than a chunk, and the last is torn.
+    let data = tempfile::tempdir().unwrap();
+    let store = SegmentStore::with_limits(data.path(), 64 << 20, 1 << 20).unwrap();
+    let (mut q, _, _) = open(&store);
+    let mut written = Vec::new();
+    for id in 1..=1000 {
+        let mut m = message(id);
+        m.body = if id == 500 {
+            Bytes::from(vec![5u8; 5 << 20])
+        } else {
+            Bytes::from(vec![id as u8; 4999 + id as usize])
+        };
+        let location = q.append(id, m.as_ref()).unwrap();
+        written.push((location, m));
+    }
+    q.flush().unwrap();
+    drop(q);
+    let seg = queue_dir(data.path()).join("00000001.seg");
+    let last = written[999].0;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(u64::from(last.offset + 10))
+        .unwrap();
+    let (_q, recovered, issues) = open(&store);
+    assert_eq!(ids(&recovered), (1..=999).collect::<Vec<_>>());
+    for (r, (location, m)) in recovered.iter().zip(&written) {
+        assert_eq!(r.location, *location);
+        assert_eq!(r.message.as_deref(), Some(m), "message {}", r.id);
+    }
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].offset, u64::from(last.offset));
+    assert_eq!(fs::metadata(&seg).unwrap().len(), u64::from(last.offset));
+}
