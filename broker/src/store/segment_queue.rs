@@ -26,6 +26,10 @@ const BUF_KEEP: usize = 256 << 10;
 /// A record whose body is at least this long is written straight from the message (after the
 /// buffered records) instead of being copied into the buffer first.
 const DIRECT_WRITE: usize = 64 << 10;
+/// A record read from a file brings at least this much of the file with it, from the record
+/// on: a queue reads its backlog back in order, so its next records are mostly in the same
+/// block, and one read serves hundreds of small ones.
+const READ_AHEAD: usize = 256 << 10;
 
 pub(crate) struct SegmentQueue {
     dir: PathBuf,
@@ -42,6 +46,9 @@ pub(crate) struct SegmentQueue {
     /// A read handle on the last non-active segment read from (reads come in queue order, so
     /// mostly from one segment at a time).
     reader: Option<(u32, File)>,
+    /// The last block read (segment, file offset, bytes); records are never rewritten, so it
+    /// stays right until its segment is deleted. Records read from it share its memory.
+    read_ahead: Option<(u32, u64, Bytes)>,
     /// The highest id stored or seen at recovery (removed ones included): new ids must be
     /// greater, or a stale record or ack of a removed message would claim them.
     last_id: u64,
@@ -84,6 +91,7 @@ impl SegmentQueue {
             buf: Vec::new(),
             acks,
             reader: None,
+            read_ahead: None,
             last_id: recovered.max_seen_id,
             volatile,
         })
@@ -162,6 +170,13 @@ impl SegmentQueue {
         if self.reader.as_ref().is_some_and(|(n, _)| *n == number) {
             self.reader = None;
         }
+        if self
+            .read_ahead
+            .as_ref()
+            .is_some_and(|(n, _, _)| *n == number)
+        {
+            self.read_ahead = None;
+        }
         tracing::debug!(dir = %self.dir.display(), segment = number, "segment emptied, deleted");
         match fs::remove_file(segment_path(&self.dir, number)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -183,6 +198,14 @@ impl SegmentQueue {
             let i = ranges.partition_point(|&(_, max)| max < id);
             ranges.get(i).is_some_and(|&(min, _)| min <= id)
         })
+    }
+
+    /// The record at `location` if the last block read holds all of it.
+    fn read_ahead_of(&self, location: Location) -> Option<Bytes> {
+        let (segment, start, block) = self.read_ahead.as_ref()?;
+        let from = usize::try_from(u64::from(location.offset).checked_sub(*start)?).ok()?;
+        let to = from.checked_add(location.len as usize)?;
+        (*segment == location.segment && to <= block.len()).then(|| block.slice(from..to))
     }
 
     fn read_file(&mut self, segment: u32) -> io::Result<&File> {
@@ -290,9 +313,28 @@ impl QueueStore for SegmentQueue {
                 body: Bytes::copy_from_slice(r.body),
             });
         }
-        let bytes = read_at(self.read_file(location.segment)?, len, offset)?;
-        // One allocation for the record; properties and body are slices of it.
-        let bytes = Bytes::from(bytes);
+        // Properties and body are slices of the block read (one allocation for many records).
+        let bytes = match self.read_ahead_of(location) {
+            Some(bytes) => bytes,
+            None => {
+                // In the active segment, only what is written so far can be read ahead.
+                let written = if location.segment == self.active {
+                    usize::try_from(self.active_len - offset).unwrap_or(usize::MAX)
+                } else {
+                    usize::MAX
+                };
+                let most = len.max(READ_AHEAD).min(written);
+                let block = Bytes::from(read_at(
+                    self.read_file(location.segment)?,
+                    len,
+                    most,
+                    offset,
+                )?);
+                let record = block.slice(..len);
+                self.read_ahead = Some((location.segment, offset, block));
+                record
+            }
+        };
         let (r, _) = checked(&bytes, id, location)?;
         Ok(StoredMessage {
             exchange: r.exchange.to_string(),
@@ -343,20 +385,22 @@ impl Drop for SegmentQueue {
     }
 }
 
-/// Reads `len` bytes at `offset` into a new buffer, without zeroing it first (for a 1 MiB
-/// record that memset cost a third as much as the read).
-fn read_at(file: &File, len: usize, offset: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
+/// Reads at least `least` and at most `most` bytes at `offset` (fewer than `most` where the
+/// file ends) into a new buffer, without zeroing it first (for a 1 MiB record that memset
+/// cost a third as much as the read).
+fn read_at(file: &File, least: usize, most: usize, offset: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(most.max(least));
+    while buf.len() < most {
         let at = offset + buf.len() as u64;
         match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) if buf.len() >= least => break,
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
     // The buffer may have had room for more than was asked.
-    buf.truncate(len);
+    buf.truncate(most.max(least));
     Ok(buf)
 }
 
