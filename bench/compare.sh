@@ -257,6 +257,13 @@ elif [[ $BACKLOG == 1 ]]; then
 fi
 
 # --- 3. Throughput and latency -----------------------------------------------------------
+# On fresh brokers: a node that has just held 10,000 connections or a million messages (and
+# is still giving that memory back) is not the node the throughput is about.
+if (( ROUNDS > 0 )) && [[ -n $IDLE_CONNECTIONS || $BACKLOG == 1 ]]; then
+  stop_warren
+  start_warren
+  restart_rabbitmq warrencompare
+fi
 run_one() { # broker scenario-name options round
   local broker=$1 name=$2 options=$3 round=$4
   local file="$OUT/$name.$broker.$round.json" topology
