@@ -194,7 +194,7 @@ async fn open(
         user: negotiated.user.name.clone(),
         vhost: negotiated.vhost.name.clone(),
         auth_mechanism: negotiated.mechanism,
-        client_properties: negotiated.client_properties,
+        client_properties: registry::ClientProperties::new(&negotiated.client_properties),
         connected_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
