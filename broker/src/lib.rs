@@ -9,7 +9,7 @@
 //!             └─ VHost routing snapshot (vhost.rs, exchange/): exchange → queues, no lock
 //!                  └─ queue task (queue/): owns its messages and consumers
 //!                       └─ delivery to a consumer with credit → its connection's mailbox
-//!   └─ writer task: writes the connection's outbound buffer, one write per batch
+//!   └─ back out through the same connection task: its outbound buffer, one write per batch
 //! ```
 //! Acks travel back: basic.ack(tag) → channel maps tag → (queue, message id) → queue drops it.
 //! When a channel or connection closes, its unacked messages return to their queues, at their

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 
 /// What the client told us about itself in start-ok.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,8 +60,7 @@ impl From<DecodeError> for HandshakeError {
 }
 
 pub struct Io<'a> {
-    pub reader: &'a mut OwnedReadHalf,
-    pub writer: &'a mut OwnedWriteHalf,
+    pub stream: &'a mut TcpStream,
     pub rbuf: &'a mut BytesMut,
     pub decoder: &'a mut FrameDecoder,
     pub out: &'a mut Outbound,
@@ -75,7 +74,7 @@ impl Io<'_> {
                 return Ok(frame);
             }
             if self
-                .reader
+                .stream
                 .read_buf(self.rbuf)
                 .await
                 .map_err(|_| HandshakeError::Gone)?
@@ -124,7 +123,7 @@ impl Io<'_> {
                 Err(HandshakeError::Gone) => return,
                 Err(HandshakeError::Close(_)) => {
                     let mut scratch = [0u8; 512];
-                    while matches!(self.reader.read(&mut scratch).await, Ok(n) if n > 0) {}
+                    while matches!(self.stream.read(&mut scratch).await, Ok(n) if n > 0) {}
                     return;
                 }
             }
@@ -133,7 +132,7 @@ impl Io<'_> {
 
     pub async fn flush(&mut self) -> Result<(), HandshakeError> {
         let buf = self.out.take();
-        self.writer
+        self.stream
             .write_all(&buf)
             .await
             .map_err(|_| HandshakeError::Gone)
@@ -148,7 +147,7 @@ pub async fn run(
     // Protocol header, read by hand: the codec only knows frames.
     while io.rbuf.len() < 8 {
         if io
-            .reader
+            .stream
             .read_buf(io.rbuf)
             .await
             .map_err(|_| HandshakeError::Gone)?
@@ -159,7 +158,7 @@ pub async fn run(
     }
     if !is_valid_protocol_header(&io.rbuf[..8]) {
         // Spec 4.2.2: answer with the header we do support, then close.
-        let _ = io.writer.write_all(PROTOCOL_HEADER).await;
+        let _ = io.stream.write_all(PROTOCOL_HEADER).await;
         return Err(HandshakeError::Gone);
     }
     let _ = io.rbuf.split_to(8);

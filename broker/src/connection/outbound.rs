@@ -1,15 +1,15 @@
 //! The connection's outbound buffer: every frame the connection sends is encoded here, and the
-//! connection task hands the filled buffer to the writer task in one piece per wake-up.
+//! connection task writes what a wake-up produced in one go.
 //!
-//! The buffer is allocated when the first frame of a batch is encoded and handed over whole
-//! (allocation included), so a connection with nothing to send holds no buffer at all.
+//! The buffer is allocated when the first frame of a batch is encoded and freed once the
+//! socket has taken all of it, so a connection with nothing to send holds no buffer at all.
 
 use super::codec::{self, MethodEncoder};
 use super::frame::ChannelId;
 use crate::error::AmqpError;
 use crate::message::Message;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tracing::error;
 
 /// What a batch's buffer starts with: room for a few hundred small deliveries, so that a busy
@@ -42,6 +42,21 @@ impl Outbound {
     /// buffer.
     pub fn take(&mut self) -> BytesMut {
         std::mem::take(&mut self.buf)
+    }
+
+    /// What is encoded and not yet written.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The socket took the first `n` pending bytes. Once all are written the allocation goes,
+    /// so a connection with nothing to send holds no buffer.
+    pub fn written(&mut self, n: usize) {
+        if n >= self.buf.len() {
+            self.buf = BytesMut::new();
+        } else {
+            self.buf.advance(n);
+        }
     }
 
     /// Encodes a control-path method. Encoding a well-formed method cannot fail short of a bug;

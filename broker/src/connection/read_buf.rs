@@ -4,6 +4,10 @@
 
 use bytes::BytesMut;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::AsyncRead;
+use tokio_util::io::poll_read_buf;
 
 /// What a read is given room for: a burst of publishes arrives in few reads.
 const READ_CAPACITY: usize = 64 * 1024;
@@ -31,21 +35,26 @@ impl ReadBuf {
         &mut self.buf
     }
 
-    /// Runs one read (`read` appends to the buffer and returns how many bytes it added; 0 means
-    /// end of stream), first making room for a burst if little is left.
-    pub fn read_with(
+    /// Reads what `reader` has into the buffer, first making room for a burst if little is
+    /// left. Ready(Ok(0)) at end of stream; Pending when there turned out to be nothing, with
+    /// a buffer allocated for this read given up again. (Call it once the socket is readable,
+    /// so that an idle connection does not allocate.)
+    pub fn poll_read<R: AsyncRead + ?Sized>(
         &mut self,
-        read: impl FnOnce(&mut BytesMut) -> io::Result<usize>,
-    ) -> io::Result<usize> {
+        reader: Pin<&mut R>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             // An empty buffer is reclaimed whole when nothing points into it any more, and
             // replaced by a new allocation otherwise: either way nothing else points into it.
             self.fresh = self.buf.is_empty();
             self.buf.reserve(READ_CAPACITY);
         }
-        let read = read(&mut self.buf);
-        if matches!(read, Ok(n) if n > 0) {
-            self.fresh = false;
+        let read = poll_read_buf(reader, cx, &mut self.buf);
+        match read {
+            Poll::Ready(Ok(n)) if n > 0 => self.fresh = false,
+            Poll::Pending => self.release_if_drained(),
+            Poll::Ready(_) => {}
         }
         read
     }
@@ -79,14 +88,24 @@ mod tests {
     use super::*;
     use bytes::BufMut;
 
-    fn read(rbuf: &mut ReadBuf, data: &[u8]) {
-        let n = rbuf
-            .read_with(|b| {
-                b.put_slice(data);
-                Ok(data.len())
-            })
-            .unwrap();
-        assert_eq!(n, data.len());
+    fn read(rbuf: &mut ReadBuf, mut data: &[u8]) {
+        let len = data.len();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let read = rbuf.poll_read(Pin::new(&mut data), &mut cx);
+        assert!(matches!(read, Poll::Ready(Ok(n)) if n == len));
+    }
+
+    /// A socket with nothing to read.
+    struct Idle;
+
+    impl AsyncRead for Idle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
     }
 
     #[test]
@@ -121,9 +140,8 @@ mod tests {
     #[test]
     fn a_read_that_finds_nothing_leaves_no_buffer() {
         let mut rbuf = ReadBuf::default();
-        let got = rbuf.read_with(|_| Err(io::ErrorKind::WouldBlock.into()));
-        assert!(got.is_err());
-        rbuf.release_if_drained();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(rbuf.poll_read(Pin::new(&mut Idle), &mut cx).is_pending());
         assert_eq!(rbuf.capacity(), 0);
     }
 

@@ -51,6 +51,6 @@ pub(super) fn connection_json(c: &ConnectionInfo, node: &str) -> Value {
         "frame_max": c.frame_max,
         "timeout": c.heartbeat_secs,
         "connected_at": c.connected_at,
-        "client_properties": table_to_json(&c.client_properties),
+        "client_properties": table_to_json(&c.client_properties.table()),
     })
 }
