@@ -79,35 +79,8 @@ start_rabbitmq() { # node-name-prefix
   echo "rabbitmq: $RABBIT_VERSION (Erlang/OTP $(erl -noshell -eval 'io:put_chars(erlang:system_info(otp_release)), halt().' 2>/dev/null || echo '?'))" >>"$OUT/machine.txt"
 }
 
-# Stops our RabbitMQ node and its epmd, and starts a fresh one (new ports, empty data dir):
-# throughput is measured on a node that has not just held 10,000 connections or a backlog.
-restart_rabbitmq() { # node-name-prefix
-  [[ -n $RABBIT_STARTED ]] || return 0
-  log "restarting RabbitMQ"
-  rabbit_env timeout 60 "$RABBITMQ_BIN/rabbitmqctl" -n "$RABBIT_NODE" stop >/dev/null 2>&1
-  if [[ -n $RABBIT_PID ]]; then
-    for _ in $(seq 50); do kill -0 "$RABBIT_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$RABBIT_PID" 2>/dev/null
-  fi
-  if [[ -n $EPMD_PID ]]; then
-    kill -TERM "$EPMD_PID" 2>/dev/null
-    wait "$EPMD_PID" 2>/dev/null
-  fi
-  rm -rf "$WORK/rabbit"
-  RABBIT_STARTED= RABBIT_PID= EPMD_PID=
-  start_rabbitmq "$1"
-}
-
-# For the exit trap: stops Warren (WARREN_PID) and our RabbitMQ node and epmd, and keeps the
-# logs in $OUT/logs.
-stop_brokers() {
-  if [[ -n $WARREN_PID ]] && kill -0 "$WARREN_PID" 2>/dev/null; then
-    log "stopping Warren (pid $WARREN_PID)"
-    kill -TERM "$WARREN_PID"
-    for _ in $(seq 50); do kill -0 "$WARREN_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$WARREN_PID" 2>/dev/null
-    wait "$WARREN_PID" 2>/dev/null
-  fi
+# Stops our RabbitMQ node and its epmd (if started).
+stop_rabbitmq() {
   if [[ -n $RABBIT_STARTED ]]; then
     log "stopping RabbitMQ"
     rabbit_env timeout 60 "$RABBITMQ_BIN/rabbitmqctl" -n "$RABBIT_NODE" stop >/dev/null 2>&1
@@ -121,6 +94,29 @@ stop_brokers() {
     kill -TERM "$EPMD_PID" 2>/dev/null
     wait "$EPMD_PID" 2>/dev/null
   fi
+  RABBIT_STARTED= RABBIT_PID= EPMD_PID=
+}
+
+# A fresh RabbitMQ node (new ports, empty data dir): throughput is measured on a node that
+# has not just held 10,000 connections or a backlog.
+restart_rabbitmq() { # node-name-prefix
+  [[ -n $RABBIT_STARTED ]] || return 0
+  stop_rabbitmq
+  rm -rf "$WORK/rabbit"
+  start_rabbitmq "$1"
+}
+
+# For the exit trap: stops Warren (WARREN_PID) and our RabbitMQ node and epmd, and keeps the
+# logs in $OUT/logs.
+stop_brokers() {
+  if [[ -n $WARREN_PID ]] && kill -0 "$WARREN_PID" 2>/dev/null; then
+    log "stopping Warren (pid $WARREN_PID)"
+    kill -TERM "$WARREN_PID"
+    for _ in $(seq 50); do kill -0 "$WARREN_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$WARREN_PID" 2>/dev/null
+    wait "$WARREN_PID" 2>/dev/null
+  fi
+  stop_rabbitmq
   if [[ -d $WORK ]]; then
     mkdir -p "$OUT/logs"
     cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null
