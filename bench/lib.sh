@@ -87,12 +87,12 @@ stop_rabbitmq() {
     [[ -z $RABBIT_PID && -f $WORK/rabbit/pid ]] && RABBIT_PID=$(cat "$WORK/rabbit/pid")
     if [[ -n $RABBIT_PID ]]; then
       for _ in $(seq 50); do kill -0 "$RABBIT_PID" 2>/dev/null || break; sleep 0.2; done
-      kill -KILL "$RABBIT_PID" 2>/dev/null
+      kill -KILL "$RABBIT_PID" 2>/dev/null || true
     fi
   fi
   if [[ -n $EPMD_PID ]]; then
     kill -TERM "$EPMD_PID" 2>/dev/null
-    wait "$EPMD_PID" 2>/dev/null
+    wait "$EPMD_PID" 2>/dev/null || true
   fi
   RABBIT_STARTED= RABBIT_PID= EPMD_PID=
 }
