@@ -217,15 +217,7 @@ impl Channel {
         };
         if self.routing.queues.is_empty() {
             if publish.mandatory {
-                codec::encode_return(
-                    ctx.out.buf(),
-                    self.id,
-                    312,
-                    "NO_ROUTE",
-                    message.exchange.as_str(),
-                    message.routing_key.as_str(),
-                );
-                ctx.out.content(self.id, &message);
+                ctx.out.return_unroutable(self.id, &message);
             }
         } else {
             for q in self.routing.queues.drain(..) {
@@ -401,12 +393,7 @@ impl Channel {
             .take_unacked(tag, multiple)
             .map_err(|e| e.during(60, 80))?;
         self.settle(&entries);
-        for e in entries {
-            match self.pending_acks.iter_mut().find(|(q, _)| *q == e.queue) {
-                Some((_, ids)) => ids.push(e.msg_id),
-                None => self.pending_acks.push((e.queue, vec![e.msg_id])),
-            }
-        }
+        super::unacked::add_to_groups(&mut self.pending_acks, entries);
         Ok(())
     }
 

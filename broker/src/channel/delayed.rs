@@ -2,7 +2,6 @@
 //! `x-delay` is held by the exchange instead of being routed.
 
 use super::Channel;
-use crate::connection::codec;
 use crate::connection::ConnCtx;
 use crate::delayed::{header, DelayedExchange};
 use crate::message::Message;
@@ -41,15 +40,7 @@ impl Channel {
             _ => None,
         };
         if mandatory {
-            codec::encode_return(
-                ctx.out.buf(),
-                self.id,
-                312,
-                "NO_ROUTE",
-                message.exchange.as_str(),
-                message.routing_key.as_str(),
-            );
-            ctx.out.content(self.id, message);
+            ctx.out.return_unroutable(self.id, message);
         }
         delayed.hold(held, delay, guard);
         if seq.is_some() {

@@ -302,15 +302,7 @@ pub(super) fn send_reply(
         None => true,
     };
     if undelivered && mandatory {
-        codec::encode_return(
-            ctx.out.buf(),
-            channel,
-            312,
-            "NO_ROUTE",
-            message.exchange.as_str(),
-            message.routing_key.as_str(),
-        );
-        ctx.out.content(channel, &message);
+        ctx.out.return_unroutable(channel, &message);
     }
 }
 

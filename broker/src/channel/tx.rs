@@ -10,7 +10,6 @@ use super::confirm::{guards_for, ConfirmGuard};
 use super::reply_to::{send_reply, ReplyTo};
 use super::unacked::{group_by_queue, Unacked};
 use super::Channel;
-use crate::connection::codec;
 use crate::connection::ConnCtx;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
@@ -169,15 +168,7 @@ impl Channel {
                 } => {
                     if queues.is_empty() {
                         if mandatory {
-                            codec::encode_return(
-                                ctx.out.buf(),
-                                self.id,
-                                312,
-                                "NO_ROUTE",
-                                message.exchange.as_str(),
-                                message.routing_key.as_str(),
-                            );
-                            ctx.out.content(self.id, &message);
+                            ctx.out.return_unroutable(self.id, &message);
                         }
                         continue;
                     }

@@ -159,11 +159,16 @@ impl UnackedSet {
 /// consume from one or a few queues, so a linear scan beats a hash map here.
 pub fn group_by_queue(entries: Vec<Unacked>) -> Vec<(QueueRef, Vec<u64>)> {
     let mut groups: Vec<(QueueRef, Vec<u64>)> = Vec::new();
+    add_to_groups(&mut groups, entries);
+    groups
+}
+
+/// Adds the entries' message ids to `groups`, one group per queue.
+pub fn add_to_groups(groups: &mut Vec<(QueueRef, Vec<u64>)>, entries: Vec<Unacked>) {
     for e in entries {
         match groups.iter_mut().find(|(q, _)| *q == e.queue) {
             Some((_, ids)) => ids.push(e.msg_id),
             None => groups.push((e.queue, vec![e.msg_id])),
         }
     }
-    groups
 }

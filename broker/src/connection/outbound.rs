@@ -68,6 +68,19 @@ impl Outbound {
     }
 
     /// The content header and body frames of a message.
+    /// basic.return 312 NO_ROUTE with the message: a mandatory publish that reached no queue.
+    pub fn return_unroutable(&mut self, channel: ChannelId, message: &Message) {
+        codec::encode_return(
+            self.buf(),
+            channel,
+            312,
+            "NO_ROUTE",
+            message.exchange.as_str(),
+            message.routing_key.as_str(),
+        );
+        self.content(channel, message);
+    }
+
     pub fn content(&mut self, channel: ChannelId, message: &Message) {
         let frame_max = self.frame_max;
         codec::encode_content(
