@@ -386,21 +386,15 @@ impl Wire {
         let mut deferred = Vec::new();
         let wait = async {
             while waiting > 0 {
-                let Some(Split {
+                let Split {
                     kind,
                     channel: on,
                     payload,
-                    total,
-                }) = split_frame(&self.inbound[self.read_at..], self.frame_max)?
-                else {
-                    if !self.fill().await? {
-                        return Err(Error::Other("the broker closed the connection".into()));
-                    }
-                    continue;
-                };
-                let start = self.read_at;
-                self.read_at += total;
-                let payload = &self.inbound[start + payload.start..start + payload.end];
+                    ..
+                } = self.next_frame().await?;
+                // The whole frame: its 7-byte header before the payload, the end octet after.
+                let (start, total) = (payload.start - 7, payload.len() + 8);
+                let payload = &self.inbound[payload];
                 let found = (kind == FRAME_METHOD)
                     .then(|| Fields::new(payload).method().ok())
                     .flatten();
@@ -456,45 +450,54 @@ impl Wire {
         }
     }
 
+    /// The next whole frame, read from the socket if need be; its payload range is into
+    /// `inbound` (valid until the next read).
+    async fn next_frame(&mut self) -> Result<Split, Error> {
+        loop {
+            if let Some(mut split) = split_frame(&self.inbound[self.read_at..], self.frame_max)? {
+                let start = self.read_at;
+                self.read_at += split.total;
+                split.payload = start + split.payload.start..start + split.payload.end;
+                return Ok(split);
+            }
+            if !self.fill().await? {
+                return Err(Error::Other("the broker closed the connection".into()));
+            }
+        }
+    }
+
     /// Waits for the method `expected` on `channel` (during set-up, when nothing else is
     /// in flight) and returns its payload; a close from the broker becomes the error.
     pub async fn expect(&mut self, channel: u16, expected: (u16, u16)) -> Result<Vec<u8>, Error> {
         let wait = async {
             loop {
-                if let Some(Split {
+                let Split {
                     kind,
                     channel: on,
                     payload,
-                    total,
-                }) = split_frame(&self.inbound[self.read_at..], self.frame_max)?
+                    ..
+                } = self.next_frame().await?;
+                let payload = &self.inbound[payload];
+                if kind == FRAME_HEARTBEAT {
+                    continue;
+                }
+                let found = Fields::new(payload).method().ok();
+                if kind == FRAME_METHOD && on == channel && found == Some(expected) {
+                    return Ok(payload.to_vec());
+                }
+                if kind == FRAME_METHOD
+                    && (found == Some(method::CONNECTION_CLOSE)
+                        || found == Some(method::CHANNEL_CLOSE))
                 {
-                    let start = self.read_at;
-                    self.read_at += total;
-                    let payload = &self.inbound[start + payload.start..start + payload.end];
-                    if kind == FRAME_HEARTBEAT {
-                        continue;
-                    }
-                    let found = Fields::new(payload).method().ok();
-                    if kind == FRAME_METHOD && on == channel && found == Some(expected) {
-                        return Ok(payload.to_vec());
-                    }
-                    if kind == FRAME_METHOD
-                        && (found == Some(method::CONNECTION_CLOSE)
-                            || found == Some(method::CHANNEL_CLOSE))
-                    {
-                        return Err(Error::Other(format!(
-                            "the broker closed {}: {}",
-                            closed_what(on),
-                            close_reason(payload)
-                        )));
-                    }
                     return Err(Error::Other(format!(
-                        "expected method {expected:?} on channel {channel}, the broker sent frame type {kind} {found:?} on channel {on}"
+                        "the broker closed {}: {}",
+                        closed_what(on),
+                        close_reason(payload)
                     )));
                 }
-                if !self.fill().await? {
-                    return Err(Error::Other("the broker closed the connection".into()));
-                }
+                return Err(Error::Other(format!(
+                    "expected method {expected:?} on channel {channel}, the broker sent frame type {kind} {found:?} on channel {on}"
+                )));
             }
         };
         tokio::time::timeout(SETUP_TIMEOUT, wait)
