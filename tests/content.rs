@@ -421,6 +421,61 @@ async fn deliveries_split_bodies_at_frame_max() {
     }
 }
 
+#[tokio::test]
+async fn large_body_frames_interleaved_with_another_channel_and_split_across_writes_are_joined() {
+    // Large payloads are read straight into their message's buffer; here two channels publish
+    // at once, frame by frame, each frame written in uneven pieces.
+    let broker = TestBroker::start().await;
+    let mut raw = raw_setup(&broker).await;
+    raw.open_channel(2).await;
+    let body =
+        |seed: usize| -> Vec<u8> { (0..200_000).map(|i| ((i + seed) % 241) as u8).collect() };
+    let (one, two) = (body(1), body(2));
+    let frames_one = publish_frames_with(
+        1,
+        "",
+        "q",
+        false,
+        &0u16.to_be_bytes(),
+        &[&one[..90_000], &one[90_000..]],
+    );
+    let frames_two = publish_frames_with(
+        2,
+        "",
+        "q",
+        false,
+        &0u16.to_be_bytes(),
+        &[&two[..100_000], &two[100_000..]],
+    );
+    // Each publish is method + header + 2 body frames; interleave frame by frame.
+    let split = |frames: &[u8]| -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < frames.len() {
+            let size = u32::from_be_bytes(frames[at + 3..at + 7].try_into().unwrap()) as usize;
+            out.push(frames[at..at + 8 + size].to_vec());
+            at += 8 + size;
+        }
+        out
+    };
+    for (a, b) in split(&frames_one).iter().zip(split(&frames_two).iter()) {
+        for frame in [a, b] {
+            for piece in frame.chunks(33_333) {
+                raw.write(piece).await;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+    }
+    raw_consume(&mut raw).await;
+    let mut got = [
+        raw_delivery(&mut raw).await.2,
+        raw_delivery(&mut raw).await.2,
+    ];
+    got.sort_by_key(|b| b[0]);
+    assert!(got[0] == one, "channel 1's body differs");
+    assert!(got[1] == two, "channel 2's body differs");
+}
+
 async fn lapin_round_trip(size: usize) {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;

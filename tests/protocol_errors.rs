@@ -209,6 +209,31 @@ async fn bad_frame_end_is_caught_before_the_method_runs() {
 }
 
 #[tokio::test]
+async fn bad_frame_end_after_a_large_body_frame_closes_with_501_and_routes_nothing() {
+    let mut s = setup().await;
+    // A large payload is read straight into the message's buffer, bypassing the decoder: its
+    // frame end is checked all the same, before the message is routed. Written in pieces, so
+    // that the payload arrives over several reads.
+    let body = vec![5u8; 100_000];
+    s.raw.write(&publish_frame(1, "bystander", 0)).await;
+    s.raw.write(&header_frame(1, body.len() as u64)).await;
+    let mut frame = raw_frame(FRAME_BODY, 1, &body);
+    *frame.last_mut().unwrap() = 0x00;
+    for piece in frame.chunks(30_000) {
+        s.raw.write(piece).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (code, text, _, _) = s.raw.expect_connection_close().await;
+    assert_eq!(code, 501);
+    assert!(
+        text.starts_with("FRAME_ERROR - type 3, ")
+            && text.ends_with("{invalid_frame_end_marker,0}"),
+        "{text}"
+    );
+    assert_eq!(ready_count(&s.bystander.1, "bystander").await, 0);
+}
+
+#[tokio::test]
 async fn unknown_frame_type_closes_connection_with_501() {
     let mut s = setup().await;
     s.raw.write(&raw_frame(9, 1, b"?")).await;

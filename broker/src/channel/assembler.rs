@@ -82,6 +82,15 @@ impl Body {
     }
 }
 
+/// For a body that spans frames: the method and header frames are slices of the read buffer
+/// too, so the few bytes the message keeps of them are copied, so that it does not pin that
+/// buffer.
+fn detach(publish: &mut Publish, header: &mut ContentHeader) {
+    publish.exchange = detached(&publish.exchange);
+    publish.routing_key = detached(&publish.routing_key);
+    header.properties = Bytes::copy_from_slice(&header.properties);
+}
+
 /// A copy of `s` that shares no buffer with it.
 fn detached(s: &ShortStr) -> ShortStr {
     // The copy is as long as the original, so it fits; keeping the original is the fallback.
@@ -171,6 +180,74 @@ impl Assembler {
         Ok(None)
     }
 
+    /// Room for the next `size` bytes of the body expected, split off the body's own buffer
+    /// for a frame's payload to be read into directly (then handed back to `body_read`).
+    /// None unless a body is expected and `size` bytes fit in what is left of it.
+    pub fn body_sink(&mut self, size: usize) -> Option<BytesMut> {
+        let State::AwaitingBody {
+            publish,
+            header,
+            body,
+        } = &mut self.state
+        else {
+            return None;
+        };
+        let total = usize::try_from(header.body_size).ok()?;
+        if body.len() + size > total {
+            return None;
+        }
+        if matches!(body, Body::Empty) {
+            *body = Body::Many(BytesMut::with_capacity(total));
+            detach(publish, header);
+        }
+        match body {
+            Body::Many(joined) => Some(joined.split_off(joined.len())),
+            _ => None,
+        }
+    }
+
+    /// The room `body_sink` gave, now holding a frame's payload.
+    pub fn body_read(&mut self, filled: BytesMut) -> AmqpResult<Option<Complete>> {
+        if let State::AwaitingBody {
+            body: Body::Many(joined),
+            ..
+        } = &mut self.state
+        {
+            let before = joined.len();
+            let added = filled.len();
+            // Adjacent to `joined` in the same allocation, so this copies nothing.
+            joined.unsplit(filled);
+            debug_assert_eq!(joined.len(), before + added);
+            return self.complete_if_whole();
+        }
+        // A body was not expected after all: the usual path gives the usual error.
+        self.body(filled.freeze())
+    }
+
+    /// The message, once every byte of its body is in.
+    fn complete_if_whole(&mut self) -> AmqpResult<Option<Complete>> {
+        let whole = match &self.state {
+            State::AwaitingBody { header, body, .. } => body.len() as u64 == header.body_size,
+            _ => false,
+        };
+        if !whole {
+            return Ok(None);
+        }
+        let State::AwaitingBody {
+            publish,
+            header,
+            body,
+        } = std::mem::take(&mut self.state)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Complete {
+            publish,
+            header,
+            body: body.freeze(),
+        }))
+    }
+
     pub fn body(&mut self, chunk: Bytes) -> AmqpResult<Option<Complete>> {
         let State::AwaitingBody {
             mut publish,
@@ -195,11 +272,7 @@ impl Assembler {
             )));
         }
         if body.push(chunk, total) {
-            // The method and header frames are slices of the read buffer too: the few bytes
-            // the message keeps of them are copied, so that it does not pin that buffer.
-            publish.exchange = detached(&publish.exchange);
-            publish.routing_key = detached(&publish.routing_key);
-            header.properties = Bytes::copy_from_slice(&header.properties);
+            detach(&mut publish, &mut header);
         }
         if body.len() == total {
             return Ok(Some(Complete {
@@ -288,6 +361,32 @@ mod tests {
         assert!(a.header(header(60, 3), 100).ok().flatten().is_none());
         let done = a.body(read.slice(13..16)).ok().flatten().unwrap();
         assert!(within(&done.body));
+    }
+
+    #[test]
+    fn payloads_read_into_the_sink_join_without_copying() {
+        let mut a = Assembler::default();
+        a.start(publish());
+        assert!(a.header(header(60, 10), 100).ok().flatten().is_none());
+        let mut sink = a.body_sink(6).unwrap();
+        let start = sink.as_ptr();
+        sink.extend_from_slice(b"abcdef");
+        assert!(a.body_read(sink).ok().flatten().is_none());
+        // More than what is left of the body gets no room.
+        assert!(a.body_sink(5).is_none());
+        let mut sink = a.body_sink(4).unwrap();
+        assert_eq!(
+            sink.as_ptr(),
+            start.wrapping_add(6),
+            "right after the first payload"
+        );
+        sink.extend_from_slice(b"ghij");
+        let done = a.body_read(sink).ok().flatten().unwrap();
+        assert_eq!(done.body, Bytes::from_static(b"abcdefghij"));
+        assert_eq!(done.body.as_ptr(), start);
+        assert!(a.is_idle());
+        // Nothing is expected now.
+        assert!(a.body_sink(1).is_none());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct Channel {
     /// Distinguishes this channel from earlier ones with the same id on the connection.
     pub epoch: u64,
     pub state: ChannelState,
-    assembler: Assembler,
+    pub assembler: Assembler,
     next_delivery_tag: u64,
     unacked: UnackedSet,
     consumers: crate::FastMap<String, ConsumerEntry>,
@@ -117,7 +117,11 @@ impl Channel {
     pub async fn handle(&mut self, ctx: &mut ConnCtx, frame: Frame) -> AmqpResult<Outcome> {
         let keeps_acks = matches!(
             frame,
-            Frame::Ack(..) | Frame::Publish(..) | Frame::Header(..) | Frame::Body(..)
+            Frame::Ack(..)
+                | Frame::Publish(..)
+                | Frame::Header(..)
+                | Frame::Body(..)
+                | Frame::BodyRead(..)
         );
         if !keeps_acks && !self.pending_acks.is_empty() {
             // Whatever else the client does on this channel sees its earlier acks done.
@@ -132,6 +136,12 @@ impl Channel {
             }
             Frame::Body(_, chunk) => {
                 if let Some(done) = self.assembler.body(chunk)? {
+                    self.publish(ctx, done).await?;
+                }
+                return Ok(Outcome::Keep);
+            }
+            Frame::BodyRead(_, filled) => {
+                if let Some(done) = self.assembler.body_read(filled)? {
                     self.publish(ctx, done).await?;
                 }
                 return Ok(Outcome::Keep);
@@ -158,7 +168,7 @@ impl Channel {
             Frame::Reject(_, r) => self.reject(r.delivery_tag, false, r.requeue, 90).await?,
             Frame::Qos(_, q) => self.qos(ctx, q)?,
             Frame::Method(_, method) => return self.method(ctx, *method).await,
-            Frame::Heartbeat(_) | Frame::Header(..) | Frame::Body(..) => {
+            Frame::Heartbeat(_) | Frame::Header(..) | Frame::Body(..) | Frame::BodyRead(..) => {
                 return Err(AmqpError::unexpected_frame("unexpected frame on a channel"))
             }
         }

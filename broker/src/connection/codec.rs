@@ -30,11 +30,11 @@ pub fn is_valid_protocol_header(h: &[u8]) -> bool {
 
 const FRAME_METHOD: u8 = 1;
 const FRAME_HEADER: u8 = 2;
-const FRAME_BODY: u8 = 3;
+pub const FRAME_BODY: u8 = 3;
 const FRAME_HEARTBEAT: u8 = 8;
-const FRAME_END: u8 = 0xCE;
+pub const FRAME_END: u8 = 0xCE;
 /// Type, channel and size.
-const FRAME_HEADER_SIZE: usize = 7;
+pub const FRAME_HEADER_SIZE: usize = 7;
 /// Bytes of a frame around its payload: the header plus the end octet.
 const FRAME_OVERHEAD: u32 = 8;
 /// rabbit_reader lets a payload exceed `frame_max - 8` by up to 8 bytes ("quite a few [clients]
@@ -104,6 +104,24 @@ impl FrameDecoder {
     pub fn frame_max(&self) -> u32 {
         self.frame_max
     }
+
+    /// The channel and payload size of a body frame that `src` starts with, when its payload
+    /// is at least `min` bytes and has not all arrived: such a payload can be read straight
+    /// into its message's buffer. None otherwise, including for a size past frame_max (which
+    /// `decode` reports).
+    pub fn large_body_start(&self, src: &[u8], min: usize) -> Option<(ChannelId, usize)> {
+        if src.len() < FRAME_HEADER_SIZE || src[0] != FRAME_BODY {
+            return None;
+        }
+        let channel = u16::from_be_bytes([src[1], src[2]]);
+        let size = u32::from_be_bytes([src[3], src[4], src[5], src[6]]);
+        let limit = self.frame_max.saturating_sub(FRAME_OVERHEAD);
+        if self.frame_max != 0 && size > limit.saturating_add(FRAME_SIZE_FUDGE) {
+            return None;
+        }
+        let size = size as usize;
+        (size >= min && src.len() < FRAME_HEADER_SIZE + size + 1).then_some((channel, size))
+    }
 }
 
 impl Decoder for FrameDecoder {
@@ -137,11 +155,7 @@ impl Decoder for FrameDecoder {
         let end = src[total - 1];
         if end != FRAME_END {
             let payload = &src[FRAME_HEADER_SIZE..total - 1];
-            return Err(frame_error(format_args!(
-                "type {kind}, {}: {{invalid_frame_end_marker,{end}}}",
-                PayloadSnippet(payload)
-            ))
-            .into());
+            return Err(invalid_frame_end(kind, payload, end).into());
         }
         let frame = src.split_to(total).freeze();
         let payload = frame.slice(FRAME_HEADER_SIZE..total - 1);
@@ -149,6 +163,14 @@ impl Decoder for FrameDecoder {
             .map(Some)
             .map_err(DecodeError::Protocol)
     }
+}
+
+/// 501 for a frame that does not end with the frame-end octet.
+pub fn invalid_frame_end(kind: u8, payload: &[u8], end: u8) -> AmqpError {
+    frame_error(format_args!(
+        "type {kind}, {}: {{invalid_frame_end_marker,{end}}}",
+        PayloadSnippet(payload)
+    ))
 }
 
 fn decode_payload(kind: u8, channel: ChannelId, payload: Bytes) -> Result<Frame, AmqpError> {
@@ -682,20 +704,60 @@ pub fn encode_content(
     frame_max: u32,
 ) {
     let chunk = body_chunk_size(frame_max);
-    let header_size = CONTENT_HEADER_PREFIX + properties.len();
     let body_frames = body.len().div_ceil(chunk);
-    buf.reserve(header_size + body.len() + FRAME_OVERHEAD as usize * (1 + body_frames));
-    put_frame_header(buf, FRAME_HEADER, channel, header_size);
-    buf.put_u16(CLASS_BASIC);
-    buf.put_u16(0);
-    buf.put_u64(body.len() as u64);
-    buf.put_slice(properties);
-    buf.put_u8(FRAME_END);
+    buf.reserve(
+        CONTENT_HEADER_PREFIX
+            + properties.len()
+            + body.len()
+            + FRAME_OVERHEAD as usize * (1 + body_frames),
+    );
+    encode_content_header(buf, channel, properties, body.len());
     for part in body.chunks(chunk) {
         put_frame_header(buf, FRAME_BODY, channel, part.len());
         buf.put_slice(part);
         buf.put_u8(FRAME_END);
     }
+}
+
+/// The content header frame alone (class 60, weight 0, `body_size`, the raw property bytes).
+pub fn encode_content_header(
+    buf: &mut BytesMut,
+    channel: ChannelId,
+    properties: &[u8],
+    body_size: usize,
+) {
+    put_frame_header(
+        buf,
+        FRAME_HEADER,
+        channel,
+        CONTENT_HEADER_PREFIX + properties.len(),
+    );
+    buf.put_u16(CLASS_BASIC);
+    buf.put_u16(0);
+    buf.put_u64(body_size as u64);
+    buf.put_slice(properties);
+    buf.put_u8(FRAME_END);
+}
+
+/// The body split into the payloads of frames of at most `frame_max` bytes, as ranges.
+pub fn body_frame_ranges(
+    body_len: usize,
+    frame_max: u32,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let chunk = body_chunk_size(frame_max);
+    (0..body_len)
+        .step_by(chunk)
+        .map(move |start| start..body_len.min(start.saturating_add(chunk)))
+}
+
+/// The 7 bytes before a body frame's payload of `len` bytes (the frame end follows it).
+pub fn encode_body_frame_start(buf: &mut BytesMut, channel: ChannelId, len: usize) {
+    put_frame_header(buf, FRAME_BODY, channel, len);
+}
+
+/// The byte that ends every frame.
+pub fn encode_frame_end(buf: &mut BytesMut) {
+    buf.put_u8(FRAME_END);
 }
 
 /// A heartbeat frame (always on channel 0).

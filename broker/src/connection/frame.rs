@@ -146,6 +146,9 @@ pub enum Frame {
     Qos(ChannelId, Qos),
     Header(ChannelId, ContentHeader),
     Body(ChannelId, Bytes),
+    /// A body frame whose payload was read from the socket straight into the message's own
+    /// buffer: the room `Assembler::body_sink` split off it, now filled.
+    BodyRead(ChannelId, bytes::BytesMut),
     /// A heartbeat; the channel should be 0 (anything else is 505 UNEXPECTED_FRAME, decided by
     /// the connection).
     Heartbeat(ChannelId),
@@ -162,6 +165,7 @@ impl Frame {
             | Frame::Qos(c, _)
             | Frame::Header(c, _)
             | Frame::Body(c, _)
+            | Frame::BodyRead(c, _)
             | Frame::Heartbeat(c) => *c,
         }
     }

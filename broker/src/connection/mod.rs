@@ -47,6 +47,9 @@ use tracing::{debug, info, warn, Instrument};
 const OUT_HIGH_WATER: usize = 1024 * 1024;
 /// The handshake's frames are small: its reads start with this much room.
 const HANDSHAKE_READ_CAPACITY: usize = 1024;
+/// Body frames with a payload from this size on are read straight into their message's buffer
+/// (see `read_buf.rs`).
+const BODY_READ_MIN: usize = 32 * 1024;
 /// Mailbox messages handled per wake-up.
 const INBOX_BATCH: usize = 256;
 /// How long the broker waits for close-ok after sending connection.close.
@@ -342,8 +345,7 @@ impl Connection {
                     // Boxed, like the other handlers below: the task's own future then stays
                     // small (it is what every idle connection holds), and the handlers' larger
                     // state exists only while they run.
-                    let input = socket.rbuf.bytes();
-                    let handled = Box::pin(self.handle_input(input, &mut socket.decoder)).await;
+                    let handled = Box::pin(self.handle_input(&mut socket.rbuf, &mut socket.decoder)).await;
                     if self.ctx.acks_pending {
                         Box::pin(self.flush_acks()).await;
                     }
@@ -392,12 +394,13 @@ impl Connection {
     /// left waits for the loop's `writable` branch). An error means the socket failed.
     fn write_out(&mut self, stream: &TcpStream) -> std::io::Result<()> {
         while !self.ctx.out.is_empty() {
-            match stream.try_write(self.ctx.out.pending()) {
+            let wrote = self.ctx.out.write_with(|slices| match slices {
+                [one] => stream.try_write(one),
+                _ => stream.try_write_vectored(slices),
+            });
+            match wrote {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.ctx.out.written(n);
-                    self.wrote = true;
-                }
+                Ok(_) => self.wrote = true,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -426,12 +429,28 @@ impl Connection {
     /// Decodes and handles every complete frame in the read buffer.
     async fn handle_input(
         &mut self,
-        rbuf: &mut BytesMut,
+        input: &mut ReadBuf,
         decoder: &mut FrameDecoder,
     ) -> AmqpResult<()> {
         self.refresh_access()?;
         loop {
-            let frame = match decoder.decode(rbuf) {
+            if let Some((channel, filled)) = input.take_body()? {
+                self.on_frame(Frame::BodyRead(channel, filled)).await?;
+                if self.done {
+                    return Ok(());
+                }
+                continue;
+            }
+            if input.reading_body() {
+                break;
+            }
+            if let Some((channel, size)) = decoder.large_body_start(input.bytes(), BODY_READ_MIN) {
+                if let Some(sink) = self.body_sink(channel, size) {
+                    input.start_body(channel, size, sink);
+                    continue;
+                }
+            }
+            let frame = match decoder.decode(input.bytes()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(DecodeError::Protocol(e)) => return Err(e),
@@ -446,6 +465,19 @@ impl Connection {
         }
         self.flush_confirms();
         Ok(())
+    }
+
+    /// Room in the message being published on `channel` for the next `size` bytes of its
+    /// body, when that channel is open and expects them.
+    fn body_sink(&mut self, channel: ChannelId, size: usize) -> Option<BytesMut> {
+        if self.closing_since.is_some() {
+            return None;
+        }
+        let ch = self.channels.get_mut(&channel)?;
+        if ch.state == ChannelState::Closing {
+            return None;
+        }
+        ch.assembler.body_sink(size)
     }
 
     /// Picks up changed permissions (a management API write) before handling more input: the

@@ -1,8 +1,15 @@
 //! The connection's read buffer. Frames are split off it and keep sharing its memory (a
 //! message body stays a slice of it while it waits in a queue), so the buffer is held only
 //! while something needs it: an idle connection holds none.
+//!
+//! The payload of a large body frame is not read into this buffer: it is read straight into
+//! the room its message's buffer has for it (`start_body`), so that a large message is
+//! copied once, by the kernel, rather than read here and then copied again to join its frames.
 
-use bytes::BytesMut;
+use super::codec::{self, FRAME_BODY, FRAME_END, FRAME_HEADER_SIZE};
+use super::frame::ChannelId;
+use crate::error::AmqpError;
+use bytes::{Buf, BufMut, BytesMut};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,12 +27,33 @@ pub struct ReadBuf {
     /// Allocated (or reclaimed) for a read that has not put anything in it yet, so nothing
     /// else points into it.
     fresh: bool,
+    /// A large body frame's payload being read into its message's buffer; boxed, as most
+    /// connections never have one.
+    body: Option<Box<BodyRead>>,
 }
+
+/// A body frame whose payload goes straight into `sink`.
+#[derive(Debug)]
+struct BodyRead {
+    channel: ChannelId,
+    sink: BytesMut,
+    /// Payload bytes still to read; at 0 the frame-end octet is next.
+    remaining: usize,
+}
+
+/// After a payload read straight into its message's buffer, the next read takes only the
+/// frame-end octet and the next frame's header: if that is another large body frame, none of
+/// its payload lands in this buffer (where it would have to be copied out again).
+const AFTER_BODY_READ: usize = 1 + FRAME_HEADER_SIZE;
 
 impl ReadBuf {
     /// Takes over what the handshake read (and possibly the start of what follows it).
     pub fn from_handshake(buf: BytesMut) -> Self {
-        let mut rbuf = ReadBuf { buf, fresh: false };
+        let mut rbuf = ReadBuf {
+            buf,
+            fresh: false,
+            body: None,
+        };
         rbuf.release_if_drained();
         rbuf
     }
@@ -44,19 +72,70 @@ impl ReadBuf {
         reader: Pin<&mut R>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
+        if let Some(body) = self.body.as_mut().filter(|b| b.remaining > 0) {
+            // `sink` has room for the whole payload (see `start_body`), so it does not grow.
+            let read = poll_read_buf(reader, cx, &mut (&mut body.sink).limit(body.remaining));
+            if let Poll::Ready(Ok(n)) = read {
+                body.remaining -= n.min(body.remaining);
+            }
+            return read;
+        }
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             // An empty buffer is reclaimed whole when nothing points into it any more, and
             // replaced by a new allocation otherwise: either way nothing else points into it.
             self.fresh = self.buf.is_empty();
             self.buf.reserve(READ_CAPACITY);
         }
-        let read = poll_read_buf(reader, cx, &mut self.buf);
+        let read = if self.body.is_some() {
+            poll_read_buf(reader, cx, &mut (&mut self.buf).limit(AFTER_BODY_READ))
+        } else {
+            poll_read_buf(reader, cx, &mut self.buf)
+        };
         match read {
             Poll::Ready(Ok(n)) if n > 0 => self.fresh = false,
             Poll::Pending => self.release_if_drained(),
             Poll::Ready(_) => {}
         }
         read
+    }
+
+    /// Whether a payload is being read into a message's buffer (or its frame-end octet has not
+    /// arrived yet): then there is nothing to decode.
+    pub fn reading_body(&self) -> bool {
+        self.body.is_some()
+    }
+
+    /// Reads the rest of the body frame the buffer starts with (header of `FRAME_HEADER_SIZE`
+    /// bytes, then `size` payload bytes, part of which may have arrived) into `sink`, which
+    /// must have room for `size` bytes.
+    pub fn start_body(&mut self, channel: ChannelId, size: usize, mut sink: BytesMut) {
+        self.buf.advance(FRAME_HEADER_SIZE);
+        let arrived = size.min(self.buf.len());
+        sink.extend_from_slice(&self.buf[..arrived]);
+        self.buf.advance(arrived);
+        self.body = Some(Box::new(BodyRead {
+            channel,
+            sink,
+            remaining: size - arrived,
+        }));
+    }
+
+    /// The body frame read into its message's buffer, once its payload and frame-end octet
+    /// are in: its channel and the filled room. 501 if the frame does not end as it should.
+    pub fn take_body(&mut self) -> Result<Option<(ChannelId, BytesMut)>, AmqpError> {
+        match &self.body {
+            Some(body) if body.remaining == 0 && !self.buf.is_empty() => {}
+            _ => return Ok(None),
+        }
+        let Some(body) = self.body.take() else {
+            return Ok(None);
+        };
+        let end = self.buf[0];
+        if end != FRAME_END {
+            return Err(codec::invalid_frame_end(FRAME_BODY, &body.sink, end));
+        }
+        self.buf.advance(1);
+        Ok(Some((body.channel, body.sink)))
     }
 
     /// Gives the allocation back once everything read has been decoded, unless a frame still
@@ -72,7 +151,8 @@ impl ReadBuf {
         // only owner. That needs at least one byte consumed from it, which is what `fresh`
         // covers.
         if self.fresh || self.buf.try_reclaim(self.buf.capacity() + 1) {
-            *self = ReadBuf::default();
+            self.buf = BytesMut::new();
+            self.fresh = false;
         }
     }
 
@@ -161,5 +241,71 @@ mod tests {
         drop(header);
         let rbuf = ReadBuf::from_handshake(hs);
         assert_eq!(rbuf.capacity(), 0);
+    }
+}
+
+#[cfg(test)]
+mod body_read_tests {
+    use super::*;
+
+    fn read(rbuf: &mut ReadBuf, mut data: &[u8]) -> usize {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match rbuf.poll_read(Pin::new(&mut data), &mut cx) {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("read: {other:?}"),
+        }
+    }
+
+    fn body_frame(channel: u16, payload: &[u8], end: u8) -> Vec<u8> {
+        let mut f = vec![FRAME_BODY];
+        f.extend_from_slice(&channel.to_be_bytes());
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
+        f.push(end);
+        f
+    }
+
+    #[test]
+    fn a_payload_goes_into_the_sink_and_only_the_next_header_into_the_buffer() {
+        let payload: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+        let mut wire = body_frame(3, &payload, FRAME_END);
+        wire.extend(body_frame(3, b"next", FRAME_END));
+        let mut rbuf = ReadBuf::default();
+        // The header and the start of the payload arrive first.
+        assert_eq!(read(&mut rbuf, &wire[..1_000]), 1_000);
+        rbuf.start_body(3, payload.len(), BytesMut::with_capacity(payload.len()));
+        assert!(rbuf.reading_body());
+        assert!(rbuf.bytes().is_empty());
+        // The rest of the payload: however much is offered, only the payload is taken.
+        let mut at = 1_000;
+        while at < 7 + payload.len() {
+            at += read(&mut rbuf, &wire[at..]);
+        }
+        assert_eq!(at, 7 + payload.len());
+        assert!(
+            matches!(rbuf.take_body(), Ok(None)),
+            "frame end not read yet"
+        );
+        // Then the frame end and the next frame's header, and nothing more.
+        assert_eq!(read(&mut rbuf, &wire[at..]), AFTER_BODY_READ);
+        let (channel, sink) = rbuf.take_body().ok().flatten().unwrap();
+        assert_eq!(channel, 3);
+        assert_eq!(sink[..], payload[..]);
+        assert!(!rbuf.reading_body());
+        assert_eq!(rbuf.bytes().len(), FRAME_HEADER_SIZE);
+    }
+
+    #[test]
+    fn a_wrong_frame_end_after_a_payload_is_a_frame_error() {
+        let wire = body_frame(1, &[9; 40_000], 0x00);
+        let mut rbuf = ReadBuf::default();
+        read(&mut rbuf, &wire[..7]);
+        rbuf.start_body(1, 40_000, BytesMut::with_capacity(40_000));
+        let mut at = 7;
+        while at < wire.len() {
+            at += read(&mut rbuf, &wire[at..]);
+        }
+        let err = rbuf.take_body().err().map(|e| e.code);
+        assert_eq!(err, Some(crate::error::ReplyCode::FrameError));
     }
 }
