@@ -53,6 +53,7 @@ struct Args {
 const EXIT_BAD_DEFINITIONS: u8 = 2;
 
 fn main() -> ExitCode {
+    tune_malloc();
     let args = Args::parse();
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
@@ -176,3 +177,24 @@ async fn wait_for_signal() {
         }
     }
 }
+
+/// glibc's malloc serves each large message body (over 128 KiB, or over whatever size it last
+/// freed) with a fresh mmap, and gives the top of a thread's heap back to the kernel once 2
+/// such sizes are free there: at 1 MiB messages, every body then costs a page fault per 4 KiB
+/// touched and an madvise when freed (a fifth of the broker's CPU in a 1p1c 1 MiB run). Bodies
+/// up to 4 MiB come from the heaps instead, and up to 32 MiB of free heap top is kept for the
+/// next ones. Called first thing, before any other thread exists.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 32 << 20;
+    // SAFETY: mallopt only sets malloc's parameters; no other thread is running yet. A
+    // refused setting (return 0) leaves glibc's default, which is only slower.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
