@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod frame;
+mod frames;
 pub mod handle;
 mod handshake;
 pub mod outbound;
@@ -16,15 +17,15 @@ mod read_buf;
 pub mod registry;
 
 use crate::access::Access;
-use crate::channel::{return_undelivered, Channel, ChannelState, Outcome};
-use crate::error::{AmqpError, AmqpResult, Scope};
+use crate::channel::{return_undelivered, Channel, ChannelState};
+use crate::error::AmqpError;
 use crate::queue::{QueueCmd, QueueRef};
 use crate::server::BrokerShared;
 use crate::vhost::VHost;
-use amq_protocol::protocol::{channel as amqp_channel, connection, AMQPClass};
+use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::BytesMut;
-use codec::{DecodeError, FrameDecoder};
-use frame::{ChannelId, Frame};
+use codec::FrameDecoder;
+use frame::ChannelId;
 use handle::{ConnHandle, ConnMsg};
 pub use handshake::ClientCaps;
 use outbound::Outbound;
@@ -39,7 +40,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, Sleep};
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -47,9 +47,6 @@ use tracing::{debug, info, warn, Instrument};
 const OUT_HIGH_WATER: usize = 1024 * 1024;
 /// The handshake's frames are small: its reads start with this much room.
 const HANDSHAKE_READ_CAPACITY: usize = 1024;
-/// Body frames with a payload from this size on are read straight into their message's buffer
-/// (see `read_buf.rs`).
-const BODY_READ_MIN: usize = 32 * 1024;
 /// Mailbox messages handled per wake-up.
 const INBOX_BATCH: usize = 256;
 /// How long the broker waits for close-ok after sending connection.close.
@@ -423,244 +420,6 @@ impl Connection {
         for ch in self.channels.values_mut() {
             ch.check_consumer_timeouts(&mut self.ctx, now, default)
                 .await;
-        }
-    }
-
-    /// Decodes and handles every complete frame in the read buffer.
-    async fn handle_input(
-        &mut self,
-        input: &mut ReadBuf,
-        decoder: &mut FrameDecoder,
-    ) -> AmqpResult<()> {
-        self.refresh_access()?;
-        loop {
-            if let Some((channel, filled)) = input.take_body()? {
-                self.on_frame(Frame::BodyRead(channel, filled)).await?;
-                if self.done {
-                    return Ok(());
-                }
-                continue;
-            }
-            if input.reading_body() {
-                break;
-            }
-            if let Some((channel, size)) = decoder.large_body_start(input.bytes(), BODY_READ_MIN) {
-                if let Some(sink) = self.body_sink(channel, size) {
-                    input.start_body(channel, size, sink);
-                    continue;
-                }
-            }
-            let frame = match decoder.decode(input.bytes()) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(DecodeError::Protocol(e)) => return Err(e),
-                Err(DecodeError::Io(e)) => {
-                    return Err(AmqpError::internal_error(format_args!("read failed: {e}")))
-                }
-            };
-            self.on_frame(frame).await?;
-            if self.done {
-                return Ok(());
-            }
-        }
-        self.flush_confirms();
-        Ok(())
-    }
-
-    /// Room in the message being published on `channel` for the next `size` bytes of its
-    /// body, when that channel is open and expects them.
-    fn body_sink(&mut self, channel: ChannelId, size: usize) -> Option<BytesMut> {
-        if self.closing_since.is_some() {
-            return None;
-        }
-        let ch = self.channels.get_mut(&channel)?;
-        if ch.state == ChannelState::Closing {
-            return None;
-        }
-        ch.assembler.body_sink(size)
-    }
-
-    /// Picks up changed permissions (a management API write) before handling more input: the
-    /// user's current permissions apply from the next method on. A user who lost access to
-    /// the vhost is disconnected with 320.
-    fn refresh_access(&mut self) -> AmqpResult<()> {
-        let version = self.broker.access_version();
-        if version == self.access_version {
-            return Ok(());
-        }
-        self.access_version = version;
-        let access = self
-            .broker
-            .users
-            .load()
-            .access(&self.ctx.user, &self.ctx.vhost.name);
-        match access {
-            Some(access) => {
-                self.ctx.access = access;
-                for ch in self.channels.values_mut() {
-                    ch.forget_permissions();
-                }
-                Ok(())
-            }
-            None => Err(AmqpError::new(
-                crate::error::ReplyCode::ConnectionForced,
-                format_args!(
-                    "user '{}' no longer has access to vhost '{}'",
-                    self.ctx.user, self.ctx.vhost.name
-                ),
-            )),
-        }
-    }
-
-    /// Sends every channel's held-back acks to their queues (once per batch of frames).
-    async fn flush_acks(&mut self) {
-        if self.ctx.acks_pending {
-            self.ctx.acks_pending = false;
-            for ch in self.channels.values_mut() {
-                ch.flush_acks().await;
-            }
-        }
-    }
-
-    fn flush_confirms(&mut self) {
-        if self.ctx.confirms_pending {
-            self.ctx.confirms_pending = false;
-            for ch in self.channels.values_mut() {
-                ch.flush_confirms(&mut self.ctx);
-            }
-        }
-    }
-
-    async fn on_frame(&mut self, frame: Frame) -> AmqpResult<()> {
-        if self.closing_since.is_some() {
-            // After connection.close only close-ok (or a crossing close) counts.
-            if let Frame::Method(0, m) = &frame {
-                match **m {
-                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => self.done = true,
-                    AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
-                        self.send_close_ok();
-                        self.done = true;
-                    }
-                    _ => {}
-                }
-            }
-            return Ok(());
-        }
-        let channel = frame.channel();
-        if channel == 0 {
-            return self.on_channel_zero(frame);
-        }
-        if let Frame::Heartbeat(_) = frame {
-            return Err(AmqpError::unexpected_frame(format_args!(
-                "heartbeat frame on channel {channel}; heartbeats belong on channel 0"
-            )));
-        }
-        if channel > self.channel_max {
-            return Err(AmqpError::channel_error(format_args!(
-                "channel {channel} exceeds channel_max {}",
-                self.channel_max
-            )));
-        }
-        let Connection { ctx, channels, .. } = self;
-        let Some(ch) = channels.get_mut(&channel) else {
-            return match frame {
-                Frame::Method(_, m)
-                    if matches!(*m, AMQPClass::Channel(amqp_channel::AMQPMethod::Open(_))) =>
-                {
-                    ctx.channels_opened += 1;
-                    channels.insert(
-                        channel,
-                        Box::new(Channel::new(channel, ctx.channels_opened)),
-                    );
-                    ctx.out.method(
-                        channel,
-                        AMQPClass::Channel(amqp_channel::AMQPMethod::OpenOk(
-                            amqp_channel::OpenOk {},
-                        )),
-                    );
-                    Ok(())
-                }
-                Frame::Method(_, m) => Err(AmqpError::channel_error("expected 'channel.open'")
-                    .during(m.get_amqp_class_id(), m.get_amqp_method_id())),
-                // rabbitmq-compat: content is checked by the frame assembler before the channel
-                // state is, so it is 505 on any channel without a publish in progress.
-                _ => Err(AmqpError::unexpected_frame(
-                    "expected method frame, got non method frame instead",
-                )),
-            };
-        };
-        if ch.state == ChannelState::Closing {
-            // We sent channel.close: everything but close/close-ok is dropped.
-            if let Frame::Method(_, m) = &frame {
-                match **m {
-                    AMQPClass::Channel(amqp_channel::AMQPMethod::CloseOk(_)) => {
-                        channels.remove(&channel);
-                    }
-                    AMQPClass::Channel(amqp_channel::AMQPMethod::Close(_)) => {
-                        ctx.out.method(
-                            channel,
-                            AMQPClass::Channel(amqp_channel::AMQPMethod::CloseOk(
-                                amqp_channel::CloseOk {},
-                            )),
-                        );
-                        channels.remove(&channel);
-                    }
-                    _ => {}
-                }
-            }
-            return Ok(());
-        }
-        match ch.handle(ctx, frame).await {
-            Ok(Outcome::Keep) => Ok(()),
-            Ok(Outcome::Remove) => {
-                channels.remove(&channel);
-                Ok(())
-            }
-            Err(e) if e.scope() == Scope::Channel => {
-                info!(channel, code = e.code.code(), text = %e.text, "closing channel");
-                ctx.out.channel_close(channel, &e);
-                ch.state = ChannelState::Closing;
-                ch.release().await;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn on_channel_zero(&mut self, frame: Frame) -> AmqpResult<()> {
-        match frame {
-            Frame::Heartbeat(_) => Ok(()),
-            Frame::Method(_, m) => match *m {
-                AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
-                    debug!(code = c.reply_code, text = %c.reply_text, "client closed the connection");
-                    self.send_close_ok();
-                    self.done = true;
-                    Ok(())
-                }
-                AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Err(
-                    AmqpError::command_invalid("connection.close-ok without a connection.close")
-                        .during(10, 51),
-                ),
-                // Answered so that clients using it keep working; secrets are not used yet.
-                AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
-                    self.ctx.out.method(
-                        0,
-                        AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
-                            connection::UpdateSecretOk {},
-                        )),
-                    );
-                    Ok(())
-                }
-                other => Err(AmqpError::command_invalid(format_args!(
-                    "unexpected method on channel 0 (class {}, method {})",
-                    other.get_amqp_class_id(),
-                    other.get_amqp_method_id()
-                ))
-                .during(other.get_amqp_class_id(), other.get_amqp_method_id())),
-            },
-            _ => Err(AmqpError::unexpected_frame(
-                "content frames are not allowed on channel 0",
-            )),
         }
     }
 
