@@ -93,6 +93,12 @@ impl Outbound {
         &mut self,
         write: impl FnOnce(&[IoSlice<'_>]) -> std::io::Result<usize>,
     ) -> std::io::Result<usize> {
+        if self.queued.is_empty() {
+            // The common case: everything is in the buffer.
+            let wrote = write(&[IoSlice::new(&self.buf)])?;
+            self.written(wrote);
+            return Ok(wrote);
+        }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
         for piece in self.queued.iter().take(MAX_IOVECS) {
