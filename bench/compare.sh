@@ -56,6 +56,10 @@ SCENARIOS=(
   "queues-100|--queues 100 --producers 100 --consumers 100 --connections 10"
   "1MiB|--producers 1 --consumers 1 --size 1048576 --prefetch 100"
   "latency-1000|--producers 1 --consumers 1 --rate 1000"
+  # The same probe with the load generator on one worker thread instead of one per core
+  # (informational: on a small machine the generator's threads weigh in both brokers' tails;
+  # see docs/benchmarks.md, "Latency at 1,000 msg/s: still just short").
+  "latency-1000-1t|--producers 1 --consumers 1 --rate 1000"
 )
 
 # shellcheck source=bench/lib.sh
@@ -273,12 +277,14 @@ run_one() { # broker scenario-name options round
     *--queues*) topology="--queue-pattern bench-$name-$round-%d" ;;
     *) topology="--queue bench-$name-$round" ;;
   esac
+  local generator=("$CLI")
+  [[ $name == *-1t ]] && generator=(env TOKIO_WORKER_THREADS=1 "$CLI")
   log "round $round: $name on $broker"
   # A stall must not hang the whole run: perf gets a generous timeout, and a failed run is
   # logged, left out of the table and reported at the end.
   # shellcheck disable=SC2086 # $options and $topology are lists of flags
   if ! timeout --signal=INT --kill-after=30 $((DURATION * 3 + 120)) \
-    "$CLI" perf --url "$(broker_url "$broker")" $topology $options \
+    "${generator[@]}" perf --url "$(broker_url "$broker")" $topology $options \
     --duration "$DURATION" --delete-queues --broker-pid "$(broker_pid "$broker")" --json \
     >"$file.tmp" 2>"$OUT/$name.$broker.$round.progress"; then
     log "round $round: $name on $broker FAILED (see $OUT/$name.$broker.$round.progress)"
@@ -396,12 +402,15 @@ if names:
             target = f"≥ {t}×" + ("" if x is None else (" met" if x >= t else f" **missed** ({x / t:.0%} of it)"))
             if x is not None:
                 verdicts.append((n, f"W ÷ R ≥ {t}×", f"{x:.2f}×", x >= t))
-        if n == "latency-1000":
+        if n.startswith("latency-1000"):
             wp, rp = med(w, lambda r: r["latency_us"]["p99"]), med(r, lambda r: r["latency_us"]["p99"])
             lr = ratio(wp, rp)
-            target = "p99 ≤ ½ R's" + ("" if lr is None else (f": {lr:.2f} met" if lr <= 0.5 else f": {lr:.2f} **missed**"))
-            if lr is not None:
-                verdicts.append((n, "p99 W ÷ R ≤ 0.5", f"{lr:.2f}", lr <= 0.5))
+            if n == "latency-1000":
+                target = "p99 ≤ ½ R's" + ("" if lr is None else (f": {lr:.2f} met" if lr <= 0.5 else f": {lr:.2f} **missed**"))
+                if lr is not None:
+                    verdicts.append((n, "p99 W ÷ R ≤ 0.5", f"{lr:.2f}", lr <= 0.5))
+            elif lr is not None:
+                target = f"(p99 W ÷ R {lr:.2f}; generator on 1 thread, not the target's run)"
         wc, rc = cpu_per_million(w, key), cpu_per_million(r, key)
         (wsplit, wbelow), (rsplit, rbelow) = cpu_split(w), cpu_split(r)
         for broker, below in (("Warren", wbelow), ("RabbitMQ", rbelow)):
