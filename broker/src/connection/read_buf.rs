@@ -72,11 +72,22 @@ impl ReadBuf {
         reader: Pin<&mut R>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        if let Some(body) = self.body.as_mut().filter(|b| b.remaining > 0) {
+        let ReadBuf { buf, body, .. } = self;
+        if let Some(body) = body.as_mut().filter(|b| b.remaining > 0) {
             // `sink` has room for the whole payload (see `start_body`), so it does not grow.
-            let read = poll_read_buf(reader, cx, &mut (&mut body.sink).limit(body.remaining));
+            // Where it has room beyond it (more of the body is to come), the frame end and the
+            // next frame's header come in the same read, right after the payload, and are
+            // moved to the read buffer: one read per frame rather than two.
+            let room = body.sink.capacity() - body.sink.len();
+            let framing = AFTER_BODY_READ.min(room.saturating_sub(body.remaining));
+            let limit = body.remaining + framing;
+            let read = poll_read_buf(reader, cx, &mut (&mut body.sink).limit(limit));
             if let Poll::Ready(Ok(n)) = read {
-                body.remaining -= n.min(body.remaining);
+                let payload = n.min(body.remaining);
+                body.remaining -= payload;
+                let end = body.sink.len() - (n - payload);
+                buf.extend_from_slice(&body.sink[end..]);
+                body.sink.truncate(end);
             }
             return read;
         }
@@ -293,6 +304,27 @@ mod body_read_tests {
         assert_eq!(sink[..], payload[..]);
         assert!(!rbuf.reading_body());
         assert_eq!(rbuf.bytes().len(), FRAME_HEADER_SIZE);
+    }
+
+    #[test]
+    fn with_more_body_to_come_the_frame_end_and_next_header_come_in_the_payloads_read() {
+        let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 7) as u8).collect();
+        let mut wire = body_frame(5, &payload, FRAME_END);
+        wire.extend(body_frame(5, &[1; 40_000], FRAME_END));
+        let mut rbuf = ReadBuf::default();
+        read(&mut rbuf, &wire[..7]);
+        // Room for both frames' payloads, as the message's buffer has.
+        rbuf.start_body(5, payload.len(), BytesMut::with_capacity(80_000));
+        let mut at = 7;
+        while rbuf.bytes().len() < AFTER_BODY_READ {
+            at += read(&mut rbuf, &wire[at..]);
+        }
+        // The payload, the frame end and the next header, and nothing of the next payload.
+        assert_eq!(at, 7 + payload.len() + AFTER_BODY_READ);
+        let (channel, sink) = rbuf.take_body().ok().flatten().unwrap();
+        assert_eq!(channel, 5);
+        assert_eq!(sink[..], payload[..]);
+        assert_eq!(rbuf.bytes()[..], wire[at - FRAME_HEADER_SIZE..at]);
     }
 
     #[test]
