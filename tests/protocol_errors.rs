@@ -400,6 +400,21 @@ async fn method_while_publish_awaits_its_header_closes_connection_with_505() {
 }
 
 #[tokio::test]
+async fn body_while_publish_awaits_its_header_closes_connection_with_505() {
+    let mut s = setup().await;
+    s.raw.write(&publish_frame(1, "bystander", 0)).await;
+    s.raw.write(&raw_frame(FRAME_BODY, 1, b"early")).await;
+    // rabbitmq-compat: the same close as for a method frame in that place.
+    s.expect_close(
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead",
+        60,
+        40,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn method_while_publish_awaits_its_body_closes_connection_with_505() {
     let mut s = setup().await;
     s.raw.write(&publish_frame(1, "bystander", 0)).await;

@@ -250,43 +250,36 @@ impl Assembler {
 
     pub fn body(&mut self, chunk: Bytes) -> AmqpResult<Option<Complete>> {
         let State::AwaitingBody {
-            mut publish,
-            mut header,
-            mut body,
-        } = std::mem::take(&mut self.state)
+            publish,
+            header,
+            body,
+        } = &mut self.state
         else {
-            let expected = if self.is_idle() {
-                "method"
+            // rabbitmq-compat: rabbit_command_assembler's texts.
+            let err = if self.is_idle() {
+                AmqpError::unexpected_frame("expected method frame, got non method frame instead")
             } else {
-                "content header"
+                // Named after the publish whose header was expected, as for a method frame.
+                AmqpError::unexpected_frame(
+                    "expected content header for class 60, got non content header frame instead",
+                )
+                .during(BASIC_CLASS, 40)
             };
-            return Err(AmqpError::unexpected_frame(format_args!(
-                "expected {expected} frame, got content body frame instead"
-            )));
+            self.state = State::Idle;
+            return Err(err);
         };
         // body_size was checked against max_message_size, so it fits in usize.
         let total = usize::try_from(header.body_size).unwrap_or(usize::MAX);
         if body.len() + chunk.len() > total {
+            self.state = State::Idle;
             return Err(AmqpError::frame_error(format_args!(
                 "content body larger than the {total} bytes its header announced"
             )));
         }
         if body.push(chunk, total) {
-            detach(&mut publish, &mut header);
+            detach(publish, header);
         }
-        if body.len() == total {
-            return Ok(Some(Complete {
-                publish,
-                header,
-                body: body.freeze(),
-            }));
-        }
-        self.state = State::AwaitingBody {
-            publish,
-            header,
-            body,
-        };
-        Ok(None)
+        self.complete_if_whole()
     }
 }
 
