@@ -132,6 +132,10 @@ impl Outbound {
         if !self.queued.is_empty() {
             return;
         }
+        if self.queued.capacity() > 0 {
+            // Its allocation goes too: an idle connection holds nothing here.
+            self.queued = VecDeque::new();
+        }
         if n >= self.buf.len() {
             self.buf = BytesMut::new();
         } else {
@@ -303,6 +307,7 @@ mod tests {
                 "{len} bytes, writes of {step}"
             );
             assert_eq!(out.len(), 0);
+            assert_eq!(out.queued.capacity(), 0, "nothing is held once written");
         }
     }
 
