@@ -320,6 +320,12 @@ async fn a_dead_lettered_persistent_message_in_a_durable_queue_survives_kill_9()
         }
     })
     .await;
+    // Dead-lettering has no confirm of its own, and a queue can answer the passive declare
+    // above before the end of the batch that writes what it received. A confirmed publish to
+    // each queue is the barrier: it is confirmed only once everything its queue wrote before
+    // it is on disk (the dead-lettered copy in parked, the reject's record in work).
+    process::publish_confirmed(&ch, "", "parked", b"marker", process::persistent()).await;
+    process::publish_confirmed(&ch, "", "work", b"marker", process::persistent()).await;
     drop(conn);
     broker.kill().await;
 
@@ -330,6 +336,9 @@ async fn a_dead_lettered_persistent_message_in_a_durable_queue_survives_kill_9()
         .expect("the dead-lettered message");
     assert_eq!(m.delivery.data, b"poison");
     assert!(m.delivery.properties.headers().is_some());
+    // The rejected original did not come back to work: only the marker is there.
+    let m = get(&ch, "work", true).await.expect("work's marker");
+    assert_eq!(m.delivery.data, b"marker");
     assert_eq!(ready_count(&ch, "work").await, 0);
     broker.stop().await;
 }
