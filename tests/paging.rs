@@ -114,17 +114,15 @@ async fn requeued_messages_of_a_paged_queue_come_back_intact() {
     .await
     .unwrap();
     for i in 0..200 {
-        ch.basic_publish(
-            "".into(),
-            "requeue".into(),
-            BasicPublishOptions::default(),
+        publish_and_confirm(
+            &ch,
+            "",
+            "requeue",
             &body(i),
             BasicProperties::default().with_delivery_mode(2),
+            false,
         )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        .await;
     }
     // Take 50 without acking, then give them back: they return first, marked redelivered.
     let consumer_ch = broker.channel().await;
@@ -192,17 +190,15 @@ async fn transient_messages_past_the_budget_are_paged_to_disk_and_come_back_in_o
     declare_queue(&ch, "transient").await;
     let total = 2000;
     for i in 0..total {
-        ch.basic_publish(
-            "".into(),
-            "transient".into(),
-            BasicPublishOptions::default(),
+        publish_and_confirm(
+            &ch,
+            "",
+            "transient",
             &body(i),
             BasicProperties::default(),
+            false,
         )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        .await;
     }
     let paging = broker.data_dir().join("paging");
     assert!(
@@ -259,17 +255,15 @@ async fn messages_a_waiting_consumer_takes_at_once_are_not_paged_out() {
         .await
         .unwrap();
     for i in 0..100 {
-        ch.basic_publish(
-            "".into(),
-            "keeps-up".into(),
-            BasicPublishOptions::default(),
+        publish_and_confirm(
+            &ch,
+            "",
+            "keeps-up",
             &body(i),
             BasicProperties::default(),
+            false,
         )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        .await;
     }
     for i in 0..100 {
         let d = within(consumer.next()).await.unwrap().unwrap();
