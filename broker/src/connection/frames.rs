@@ -26,15 +26,16 @@ impl Connection {
     ) -> AmqpResult<()> {
         self.refresh_access()?;
         loop {
-            if let Some((channel, filled)) = input.take_body()? {
+            if input.reading_body() {
+                // Nothing to decode until the payload and its frame end are in.
+                let Some((channel, filled)) = input.take_body()? else {
+                    break;
+                };
                 self.on_frame(Frame::BodyRead(channel, filled)).await?;
                 if self.done {
                     return Ok(());
                 }
                 continue;
-            }
-            if input.reading_body() {
-                break;
             }
             if let Some((channel, size)) = decoder.large_body_start(input.bytes(), BODY_READ_MIN) {
                 if let Some(sink) = self.body_sink(channel, size) {
