@@ -712,10 +712,10 @@ pub fn encode_content(
             + FRAME_OVERHEAD as usize * (1 + body_frames),
     );
     encode_content_header(buf, channel, properties, body.len());
-    for part in body.chunks(chunk) {
-        put_frame_header(buf, FRAME_BODY, channel, part.len());
-        buf.put_slice(part);
-        buf.put_u8(FRAME_END);
+    for range in body_frame_ranges(body.len(), frame_max) {
+        encode_body_frame_start(buf, channel, range.len());
+        buf.put_slice(&body[range]);
+        encode_frame_end(buf);
     }
 }
 
