@@ -11,6 +11,20 @@ use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use warren_broker::Config;
 
+/// A broker with `memory_budget` bytes of memory budget, and a channel on it in confirm mode.
+async fn budgeted(memory_budget: usize) -> (TestBroker, lapin::Connection, lapin::Channel) {
+    let broker = TestBroker::start_with(Config {
+        memory_budget,
+        ..Config::default()
+    })
+    .await;
+    let (conn, ch) = broker.channel().await;
+    within(ch.confirm_select(ConfirmSelectOptions::default()))
+        .await
+        .unwrap();
+    (broker, conn, ch)
+}
+
 fn body(i: usize) -> Vec<u8> {
     let mut b = format!("{i:08}").into_bytes();
     b.resize(1024, b'a' + (i % 26) as u8);
@@ -20,15 +34,7 @@ fn body(i: usize) -> Vec<u8> {
 #[tokio::test]
 async fn messages_past_the_memory_budget_are_paged_and_delivered_in_order() {
     // 64 KiB of budget against 3 MiB of messages: nearly all of them are paged out.
-    let broker = TestBroker::start_with(Config {
-        memory_budget: 64 * 1024,
-        ..Config::default()
-    })
-    .await;
-    let (_conn, ch) = broker.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_broker, _conn, ch) = budgeted(64 * 1024).await;
     ch.queue_declare(
         "paged".into(),
         QueueDeclareOptions {
@@ -94,15 +100,7 @@ async fn messages_past_the_memory_budget_are_paged_and_delivered_in_order() {
 
 #[tokio::test]
 async fn requeued_messages_of_a_paged_queue_come_back_intact() {
-    let broker = TestBroker::start_with(Config {
-        memory_budget: 16 * 1024,
-        ..Config::default()
-    })
-    .await;
-    let (_conn, ch) = broker.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (broker, _conn, ch) = budgeted(16 * 1024).await;
     ch.queue_declare(
         "requeue".into(),
         QueueDeclareOptions {
@@ -177,15 +175,7 @@ fn files_under(dir: &std::path::Path) -> usize {
 
 #[tokio::test]
 async fn transient_messages_past_the_budget_are_paged_to_disk_and_come_back_in_order() {
-    let broker = TestBroker::start_with(Config {
-        memory_budget: 64 * 1024,
-        ..Config::default()
-    })
-    .await;
-    let (_conn, ch) = broker.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (broker, _conn, ch) = budgeted(64 * 1024).await;
     // A non-durable queue: no store, so only the page file can hold its backlog.
     declare_queue(&ch, "transient").await;
     let total = 2000;
@@ -234,15 +224,7 @@ async fn transient_messages_past_the_budget_are_paged_to_disk_and_come_back_in_o
 #[tokio::test]
 async fn messages_a_waiting_consumer_takes_at_once_are_not_paged_out() {
     // A budget far below one message: only what is still queued after a batch would be paged.
-    let broker = TestBroker::start_with(Config {
-        memory_budget: 1,
-        ..Config::default()
-    })
-    .await;
-    let (_conn, ch) = broker.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (broker, _conn, ch) = budgeted(1).await;
     declare_queue(&ch, "keeps-up").await;
     let (_consumer_conn, consumer_ch) = broker.channel().await;
     let mut consumer = consumer_ch
