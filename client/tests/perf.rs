@@ -89,6 +89,11 @@ async fn a_persistent_run_with_confirms_counts_everything_and_stops_by_itself() 
     assert!(summary.sent - summary.confirmed <= 50 + 1);
     let latency = summary.latency_us.expect("end-to-end latency");
     assert!(latency.p50 > 0.0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max);
+    // Each delivery reached the socket no later than perf read it, so every percentile of
+    // the latency to the socket is at most that of the latency to the read.
+    let read = summary.read_latency_us.expect("latency to the read");
+    assert_eq!(read.count, latency.count);
+    assert!(latency.p50 <= read.p50 && latency.p99 <= read.p99 && latency.max <= read.max);
     let confirm = summary.confirm_latency_us.expect("confirm latency");
     assert!(confirm.count >= summary.confirmed);
     assert!(summary.duration_s >= 1.0 && summary.duration_s < 5.0);

@@ -2,7 +2,7 @@
 //! latency from the producer's timestamp, and acks it (unless auto-ack), one by one or with
 //! `multiple`. Driven by [`super::driver`], which owns the socket.
 
-use super::stats::{read_stamp, Stats};
+use super::stats::{read_stamp, Arrival, Stats};
 use super::wire::FrameWriter;
 use std::sync::atomic::Ordering;
 
@@ -60,15 +60,15 @@ impl Consumer {
     }
 
     /// The content header's body size.
-    pub fn header(&mut self, size: u64, out: &mut Vec<u8>, stats: &Stats) {
+    pub fn header(&mut self, size: u64, out: &mut Vec<u8>, stats: &Stats, at: Arrival) {
         if let Some(arriving) = &mut self.arriving {
             arriving.size = Some(size);
         }
-        self.complete_if_done(out, stats);
+        self.complete_if_done(out, stats, at);
     }
 
     /// A body frame.
-    pub fn body(&mut self, bytes: &[u8], out: &mut Vec<u8>, stats: &Stats) {
+    pub fn body(&mut self, bytes: &[u8], out: &mut Vec<u8>, stats: &Stats, at: Arrival) {
         if let Some(arriving) = &mut self.arriving {
             let at = arriving.got as usize;
             if at < arriving.head.len() {
@@ -77,20 +77,20 @@ impl Consumer {
             }
             arriving.got += bytes.len() as u64;
         }
-        self.complete_if_done(out, stats);
+        self.complete_if_done(out, stats, at);
     }
 
-    fn complete_if_done(&mut self, out: &mut Vec<u8>, stats: &Stats) {
+    fn complete_if_done(&mut self, out: &mut Vec<u8>, stats: &Stats, at: Arrival) {
         let Some(arriving) = &self.arriving else {
             return;
         };
         let Some(size) = arriving.size.filter(|&size| arriving.got >= size) else {
             return;
         };
-        let now = stats.now_ns();
         let head = &arriving.head[..(size as usize).min(arriving.head.len())];
         if let Some(sent_at) = read_stamp(head, stats.run_id) {
-            stats.latency.record(now.saturating_sub(sent_at));
+            stats.latency.record(at.socket.saturating_sub(sent_at));
+            stats.read_latency.record(at.read.saturating_sub(sent_at));
         }
         stats.received.fetch_add(1, Ordering::Relaxed);
         let tag = arriving.tag;
@@ -121,6 +121,7 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::Histogram;
     use crate::perf::stats::stamp;
 
     fn consumer(every: u32) -> Consumer {
@@ -144,10 +145,10 @@ mod tests {
         let mut body = vec![0u8; 40];
         stamp(&mut body, 0, 9);
         c.deliver(5);
-        c.header(40, &mut out, &stats);
-        c.body(&body[..10], &mut out, &stats);
+        c.header(40, &mut out, &stats, stats.arrival(None));
+        c.body(&body[..10], &mut out, &stats, stats.arrival(None));
         assert!(out.is_empty());
-        c.body(&body[10..], &mut out, &stats);
+        c.body(&body[10..], &mut out, &stats, stats.arrival(None));
         assert_eq!(stats.received.load(Ordering::Relaxed), 1);
         // basic.ack on channel 2, tag 5, not multiple.
         assert_eq!(
@@ -160,13 +161,39 @@ mod tests {
     }
 
     #[test]
+    fn latency_counts_to_the_socket_and_read_latency_to_the_read() {
+        let stats = Stats::new(9);
+        let mut c = consumer(1);
+        let mut out = Vec::new();
+        let mut body = [0u8; 16];
+        stamp(&mut body, 1_000, 9);
+        c.deliver(1);
+        c.header(16, &mut out, &stats, Arrival { socket: 0, read: 0 });
+        // The body came in a later read, which found it had waited 3 µs in the socket.
+        c.body(
+            &body,
+            &mut out,
+            &stats,
+            Arrival {
+                socket: 5_000,
+                read: 8_000,
+            },
+        );
+        let (mut latency, mut read) = (Histogram::new(), Histogram::new());
+        stats.latency.drain_into(&mut latency);
+        stats.read_latency.drain_into(&mut read);
+        assert_eq!((latency.count(), latency.max()), (1, Some(4_000)));
+        assert_eq!((read.count(), read.max()), (1, Some(7_000)));
+    }
+
+    #[test]
     fn multiple_acks_wait_for_the_count_or_an_idle_moment() {
         let stats = Stats::new(9);
         let mut c = consumer(3);
         let mut out = Vec::new();
         for tag in 1..=4 {
             c.deliver(tag);
-            c.header(0, &mut out, &stats);
+            c.header(0, &mut out, &stats, stats.arrival(None));
         }
         assert_eq!(out.len(), 21, "one ack, for 1..=3");
         assert_eq!(&out[11..19], &3u64.to_be_bytes());

@@ -3,9 +3,10 @@
 //! of one buffer and handed to the consumer or producer of their channel. No allocation per
 //! message, no task or future per message.
 
+use super::arrival;
 use super::consumer::{Consumer, ConsumerConfig};
 use super::producer::{Producer, ProducerConfig};
-use super::stats::Stats;
+use super::stats::{Arrival, Stats};
 use super::wire::{self, method, Fields, FrameWriter, Target, Wire};
 use crate::error::Error;
 use std::io::ErrorKind;
@@ -130,6 +131,9 @@ pub async fn run(
         frame_max,
         ..
     } = wire;
+    if !arrival::enable(&stream) {
+        tracing::debug!("no kernel receive timestamps: latency is counted to when perf reads");
+    }
     let mut out: Vec<u8> = Vec::with_capacity(2 * OUT_HIGH);
     let mut written = 0usize;
     let mut phase = Phase::Running;
@@ -209,15 +213,16 @@ pub async fn run(
             }
             inbound.reserve(2 * frame_max as usize);
         }
-        match stream.try_read_buf(&mut inbound) {
-            Ok(0) => {
+        match arrival::try_read(&stream, &mut inbound) {
+            Ok(arrival::Read { bytes: 0, .. }) => {
                 return match phase {
                     Phase::Closing { .. } => Ok(()),
                     _ => Err(Error::Other("the broker closed the connection".into())),
                 }
             }
-            Ok(_) => {
+            Ok(read) => {
                 progressed = true;
+                let at = stats.arrival(read.waited);
                 while let Some(wire::Split {
                     kind,
                     channel,
@@ -246,6 +251,7 @@ pub async fn run(
                         &mut consumers,
                         &mut out,
                         &stats,
+                        at,
                     )?;
                 }
                 if read_at == inbound.len() {
@@ -355,6 +361,7 @@ fn handle(
     consumers: &mut [Consumer],
     out: &mut Vec<u8>,
     stats: &Stats,
+    at: Arrival,
 ) -> Result<(), Error> {
     let what = || describe(role, producers, consumers);
     match frame.kind {
@@ -372,7 +379,7 @@ fn handle(
                     let tag = fields.u64()?;
                     let multiple = fields.u8()? & 1 != 0;
                     if let Some(Role::Producer(i)) = role {
-                        producers[i].confirmed(tag, multiple, id == method::BASIC_ACK, stats);
+                        producers[i].confirmed(tag, multiple, id == method::BASIC_ACK, stats, at);
                     }
                 }
                 method::CHANNEL_FLOW => {
@@ -411,12 +418,12 @@ fn handle(
                 fields.u16()?;
                 fields.u16()?;
                 let size = fields.u64()?;
-                consumers[i].header(size, out, stats);
+                consumers[i].header(size, out, stats, at);
             }
         }
         wire::FRAME_BODY => {
             if let Some(Role::Consumer(i)) = role {
-                consumers[i].body(frame.payload, out, stats);
+                consumers[i].body(frame.payload, out, stats, at);
             }
         }
         _ => {}

@@ -8,6 +8,7 @@
 //! failure) everything stops, outstanding confirms are collected, connections close →
 //! [`Summary`].
 
+mod arrival;
 pub mod consumer;
 pub mod cpu;
 mod driver;
@@ -192,6 +193,7 @@ async fn run_on(control: &Connection, url: &str, plan: &Plan) -> Result<Summary,
         consume_rate: at_stop.received as f64 / secs,
         confirmed_after_stop: at_end.confirmed - at_stop.confirmed,
         latency_us: Percentiles::of(&reporter.total_latency),
+        read_latency_us: Percentiles::of(&reporter.total_read_latency),
         confirm_latency_us: Percentiles::of(&reporter.total_confirm),
         cpu: CpuReport::new(tool_cpu, options.broker_pid, broker_cpu, window),
     })

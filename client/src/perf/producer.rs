@@ -3,7 +3,7 @@
 //! [`super::driver`], which owns the socket.
 
 use super::options::Route;
-use super::stats::{stamp, Stats};
+use super::stats::{stamp, Arrival, Stats};
 use super::wire::{FrameWriter, FRAME_BODY, FRAME_HEADER};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -112,8 +112,8 @@ impl Producer {
     }
 
     /// A basic.ack (`ack`) or basic.nack for `tag` (and, with `multiple`, all before it).
-    pub fn confirmed(&mut self, tag: u64, multiple: bool, ack: bool, stats: &Stats) {
-        let now = stats.now_ns();
+    pub fn confirmed(&mut self, tag: u64, multiple: bool, ack: bool, stats: &Stats, at: Arrival) {
+        let now = at.socket;
         let settle = |slot: &mut u64| {
             if *slot != DONE {
                 if ack {
@@ -227,13 +227,13 @@ mod tests {
             p.publish(&mut out, &stats, Instant::now());
         }
         assert!(!p.has_room());
-        p.confirmed(2, false, true, &stats);
+        p.confirmed(2, false, true, &stats, stats.arrival(None));
         assert_eq!(p.unconfirmed(), 3);
-        p.confirmed(2, false, true, &stats); // a repeat changes nothing
+        p.confirmed(2, false, true, &stats, stats.arrival(None)); // a repeat changes nothing
         assert_eq!(p.unconfirmed(), 3);
-        p.confirmed(3, true, true, &stats); // 1 and 3
+        p.confirmed(3, true, true, &stats, stats.arrival(None)); // 1 and 3
         assert_eq!(p.unconfirmed(), 1);
-        p.confirmed(4, false, false, &stats);
+        p.confirmed(4, false, false, &stats, stats.arrival(None));
         assert_eq!(p.unconfirmed(), 0);
         assert!(p.has_room());
         assert_eq!(stats.confirmed.load(Ordering::Relaxed), 3);
@@ -242,7 +242,7 @@ mod tests {
         stats.confirm_latency.drain_into(&mut latencies);
         assert_eq!(latencies.count(), 3);
         // A stale tag from before the window is ignored.
-        p.confirmed(1, false, true, &stats);
+        p.confirmed(1, false, true, &stats, stats.arrival(None));
         assert_eq!(stats.confirmed.load(Ordering::Relaxed), 3);
     }
 

@@ -19,8 +19,12 @@ pub struct Stats {
     pub confirmed: AtomicU64,
     pub nacked: AtomicU64,
     pub received: AtomicU64,
-    /// Publish to delivery, in nanoseconds, measured by consumers.
+    /// Publish to delivery, in nanoseconds, measured by consumers: until the delivery
+    /// reached the consumer's socket (see [`super::arrival`]).
     pub latency: AtomicHistogram,
+    /// Publish to delivery until the load generator read it: `latency` plus the generator's
+    /// own wake-up.
+    pub read_latency: AtomicHistogram,
     /// Publish to confirm, in nanoseconds, measured by producers.
     pub confirm_latency: AtomicHistogram,
 }
@@ -35,6 +39,7 @@ impl Stats {
             nacked: AtomicU64::new(0),
             received: AtomicU64::new(0),
             latency: AtomicHistogram::new(),
+            read_latency: AtomicHistogram::new(),
             confirm_latency: AtomicHistogram::new(),
         }
     }
@@ -42,6 +47,17 @@ impl Stats {
     /// Nanoseconds since the start of the run (monotonic, shared by every task).
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// When the frames of a read arrived: `waited` is how long they sat in the socket, if
+    /// known.
+    pub fn arrival(&self, waited: Option<Duration>) -> Arrival {
+        let read = self.now_ns();
+        let waited = waited.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
+        Arrival {
+            socket: read.saturating_sub(waited),
+            read,
+        }
     }
 
     pub fn counts(&self) -> Counts {
@@ -53,6 +69,14 @@ impl Stats {
             received: self.received.load(Ordering::Relaxed),
         }
     }
+}
+
+/// When inbound frames arrived, in the run's nanoseconds: when they reached the socket and
+/// when the load generator read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub socket: u64,
+    pub read: u64,
 }
 
 /// Writes the send time and run id at the start of a body (as much as fits).
@@ -96,6 +120,7 @@ pub struct Reporter {
     /// Where a drain lands before it is added to the interval and the totals.
     scratch: Histogram,
     pub total_latency: Histogram,
+    pub total_read_latency: Histogram,
     pub total_confirm: Histogram,
 }
 
@@ -111,6 +136,7 @@ impl Reporter {
             interval_confirm: Histogram::new(),
             scratch: Histogram::new(),
             total_latency: Histogram::new(),
+            total_read_latency: Histogram::new(),
             total_confirm: Histogram::new(),
         }
     }
@@ -172,6 +198,8 @@ impl Reporter {
             total.merge(&self.scratch);
             self.scratch.clear();
         }
+        // Only in the totals: the progress line shows the latency to the socket.
+        stats.read_latency.drain_into(&mut self.total_read_latency);
     }
 }
 
@@ -300,8 +328,12 @@ pub struct Summary {
     pub consume_rate: f64,
     /// Confirms that were outstanding at the stop and arrived while the run wound down.
     pub confirmed_after_stop: u64,
-    /// Publish to delivery, µs (absent without consumers or with bodies under 8 bytes).
+    /// Publish to delivery reaching the consumer's socket, µs (absent without consumers or
+    /// with bodies under 8 bytes).
     pub latency_us: Option<Percentiles>,
+    /// Publish to the load generator reading the delivery, µs: `latency_us` plus the
+    /// generator's own wake-up (what every earlier version reported as the latency).
+    pub read_latency_us: Option<Percentiles>,
     /// Publish to confirm, µs (absent without confirms).
     pub confirm_latency_us: Option<Percentiles>,
     pub cpu: CpuReport,
@@ -354,6 +386,7 @@ impl fmt::Display for Summary {
             None => Ok(()),
         };
         line(f, "latency", &self.latency_us)?;
+        line(f, "  read by perf", &self.read_latency_us)?;
         line(f, "confirm latency", &self.confirm_latency_us)?;
         let c = &self.cpu;
         match (c.tool_s, c.tool_core_pct) {
