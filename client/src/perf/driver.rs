@@ -270,8 +270,12 @@ pub async fn run(
         }
 
         if progressed {
-            // Let the other connections and the progress reporter run.
-            tokio::task::yield_now().await;
+            // Let the other connections and the progress reporter run, once this task has
+            // used its budget (128 rounds): a yield after every round would also, at a low
+            // rate, wake another worker thread for each message (tokio hands a yielded
+            // task to whichever worker is idle), which then competes with the broker for
+            // the CPUs it is measured on.
+            tokio::task::coop::consume_budget().await;
             continue;
         }
         let wants_write = written < out.len();
