@@ -57,8 +57,9 @@ SCENARIOS=(
   "1MiB|--producers 1 --consumers 1 --size 1048576 --prefetch 100"
   "latency-1000|--producers 1 --consumers 1 --rate 1000"
   # The same probe with the load generator on one worker thread instead of one per core
-  # (informational: on a small machine the generator's threads weigh in both brokers' tails;
-  # see docs/benchmarks.md, "Latency at 1,000 msg/s: still just short").
+  # (informational: perf used to wake its second thread for every message, which weighed in
+  # both brokers' tails; since it stopped, both probes measure the same. See
+  # docs/benchmarks.md, "Latency at 1,000 msg/s: the load generator was in the way").
   "latency-1000-1t|--producers 1 --consumers 1 --rate 1000"
 )
 
