@@ -25,7 +25,8 @@ pub struct Stats {
     /// Publish to delivery until the load generator read it: `latency` plus the generator's
     /// own wake-up.
     pub read_latency: AtomicHistogram,
-    /// Publish to confirm, in nanoseconds, measured by producers.
+    /// Publish to confirm, in nanoseconds, measured by producers: until the confirm reached
+    /// perf's socket, as for `latency`.
     pub confirm_latency: AtomicHistogram,
 }
 
@@ -334,7 +335,7 @@ pub struct Summary {
     /// Publish to the load generator reading the delivery, µs: `latency_us` plus the
     /// generator's own wake-up (what every earlier version reported as the latency).
     pub read_latency_us: Option<Percentiles>,
-    /// Publish to confirm, µs (absent without confirms).
+    /// Publish to the confirm reaching perf's socket, µs (absent without confirms).
     pub confirm_latency_us: Option<Percentiles>,
     pub cpu: CpuReport,
 }
