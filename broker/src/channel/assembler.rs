@@ -184,14 +184,7 @@ impl Assembler {
     /// for a frame's payload to be read into directly (then handed back to `body_read`).
     /// None unless a body is expected and `size` bytes fit in what is left of it.
     pub fn body_sink(&mut self, size: usize) -> Option<BytesMut> {
-        let State::AwaitingBody {
-            publish,
-            header,
-            body,
-        } = &mut self.state
-        else {
-            return None;
-        };
+        let (publish, header, body) = self.awaiting_body()?;
         let total = usize::try_from(header.body_size).ok()?;
         if body.len() + size > total {
             return None;
@@ -208,11 +201,7 @@ impl Assembler {
 
     /// The room `body_sink` gave, now holding a frame's payload.
     pub fn body_read(&mut self, filled: BytesMut) -> AmqpResult<Option<Complete>> {
-        if let State::AwaitingBody {
-            body: Body::Many(joined),
-            ..
-        } = &mut self.state
-        {
+        if let Some((_, _, Body::Many(joined))) = self.awaiting_body() {
             let before = joined.len();
             let added = filled.len();
             // Adjacent to `joined` in the same allocation, so this copies nothing.
@@ -224,12 +213,23 @@ impl Assembler {
         self.body(filled.freeze())
     }
 
+    /// The message being assembled, while its body is expected.
+    fn awaiting_body(&mut self) -> Option<(&mut Publish, &mut ContentHeader, &mut Body)> {
+        match &mut self.state {
+            State::AwaitingBody {
+                publish,
+                header,
+                body,
+            } => Some((publish, header, body)),
+            _ => None,
+        }
+    }
+
     /// The message, once every byte of its body is in.
     fn complete_if_whole(&mut self) -> AmqpResult<Option<Complete>> {
-        let whole = match &self.state {
-            State::AwaitingBody { header, body, .. } => body.len() as u64 == header.body_size,
-            _ => false,
-        };
+        let whole = self
+            .awaiting_body()
+            .is_some_and(|(_, header, body)| body.len() as u64 == header.body_size);
         if !whole {
             return Ok(None);
         }
@@ -249,12 +249,7 @@ impl Assembler {
     }
 
     pub fn body(&mut self, chunk: Bytes) -> AmqpResult<Option<Complete>> {
-        let State::AwaitingBody {
-            publish,
-            header,
-            body,
-        } = &mut self.state
-        else {
+        let Some((publish, header, body)) = self.awaiting_body() else {
             // rabbitmq-compat: rabbit_command_assembler's texts.
             let err = if self.is_idle() {
                 AmqpError::unexpected_frame("expected method frame, got non method frame instead")

@@ -127,50 +127,46 @@ impl Channel {
             // Whatever else the client does on this channel sees its earlier acks done.
             self.flush_acks().await;
         }
-        match frame {
-            Frame::Header(_, header) => {
-                if let Some(done) = self.assembler.header(header, ctx.max_message_size)? {
-                    self.publish(ctx, done).await?;
-                }
-                return Ok(Outcome::Keep);
-            }
-            Frame::Body(_, chunk) => {
-                if let Some(done) = self.assembler.body(chunk)? {
-                    self.publish(ctx, done).await?;
-                }
-                return Ok(Outcome::Keep);
-            }
-            Frame::BodyRead(_, filled) => {
-                if let Some(done) = self.assembler.body_read(filled)? {
-                    self.publish(ctx, done).await?;
-                }
-                return Ok(Outcome::Keep);
-            }
+        // Content frames feed the message being assembled; while one is, nothing else may
+        // come on the channel.
+        let assembled = match frame {
+            Frame::Header(_, header) => self.assembler.header(header, ctx.max_message_size)?,
+            Frame::Body(_, chunk) => self.assembler.body(chunk)?,
+            Frame::BodyRead(_, filled) => self.assembler.body_read(filled)?,
             _ if !self.assembler.is_idle() => return Err(self.assembler.method_while_busy()),
-            _ => {}
-        }
-        match frame {
             Frame::Publish(_, p) => {
                 if p.immediate {
                     return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
                 }
                 ctx.publishes = true;
                 self.assembler.start(p);
+                None
             }
             Frame::Ack(_, a) => {
                 self.ack(a.delivery_tag, a.multiple)?;
                 ctx.acks_pending |= !self.pending_acks.is_empty();
+                None
             }
             Frame::Nack(_, n) => {
                 self.reject(n.delivery_tag, n.multiple, n.requeue, 120)
-                    .await?
+                    .await?;
+                None
             }
-            Frame::Reject(_, r) => self.reject(r.delivery_tag, false, r.requeue, 90).await?,
-            Frame::Qos(_, q) => self.qos(ctx, q)?,
+            Frame::Reject(_, r) => {
+                self.reject(r.delivery_tag, false, r.requeue, 90).await?;
+                None
+            }
+            Frame::Qos(_, q) => {
+                self.qos(ctx, q)?;
+                None
+            }
             Frame::Method(_, method) => return self.method(ctx, *method).await,
-            Frame::Heartbeat(_) | Frame::Header(..) | Frame::Body(..) | Frame::BodyRead(..) => {
+            Frame::Heartbeat(_) => {
                 return Err(AmqpError::unexpected_frame("unexpected frame on a channel"))
             }
+        };
+        if let Some(done) = assembled {
+            self.publish(ctx, done).await?;
         }
         Ok(Outcome::Keep)
     }
