@@ -26,29 +26,28 @@ impl Connection {
     ) -> AmqpResult<()> {
         self.refresh_access()?;
         loop {
-            if input.reading_body() {
+            let frame = if input.reading_body() {
                 // Nothing to decode until the payload and its frame end are in.
-                let Some((channel, filled)) = input.take_body()? else {
-                    break;
-                };
-                self.on_frame(Frame::BodyRead(channel, filled)).await?;
-                if self.done {
-                    return Ok(());
+                match input.take_body()? {
+                    Some((channel, filled)) => Frame::BodyRead(channel, filled),
+                    None => break,
                 }
-                continue;
-            }
-            if let Some((channel, size)) = decoder.large_body_start(input.bytes(), BODY_READ_MIN) {
-                if let Some(sink) = self.body_sink(channel, size) {
-                    input.start_body(channel, size, sink);
-                    continue;
+            } else {
+                if let Some((channel, size)) =
+                    decoder.large_body_start(input.bytes(), BODY_READ_MIN)
+                {
+                    if let Some(sink) = self.body_sink(channel, size) {
+                        input.start_body(channel, size, sink);
+                        continue;
+                    }
                 }
-            }
-            let frame = match decoder.decode(input.bytes()) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(DecodeError::Protocol(e)) => return Err(e),
-                Err(DecodeError::Io(e)) => {
-                    return Err(AmqpError::internal_error(format_args!("read failed: {e}")))
+                match decoder.decode(input.bytes()) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(DecodeError::Protocol(e)) => return Err(e),
+                    Err(DecodeError::Io(e)) => {
+                        return Err(AmqpError::internal_error(format_args!("read failed: {e}")))
+                    }
                 }
             };
             self.on_frame(frame).await?;

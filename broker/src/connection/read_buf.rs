@@ -134,11 +134,8 @@ impl ReadBuf {
     /// The body frame read into its message's buffer, once its payload and frame-end octet
     /// are in: its channel and the filled room. 501 if the frame does not end as it should.
     pub fn take_body(&mut self) -> Result<Option<(ChannelId, BytesMut)>, AmqpError> {
-        match &self.body {
-            Some(body) if body.remaining == 0 && !self.buf.is_empty() => {}
-            _ => return Ok(None),
-        }
-        let Some(body) = self.body.take() else {
+        let end_arrived = !self.buf.is_empty();
+        let Some(body) = self.body.take_if(|b| b.remaining == 0 && end_arrived) else {
             return Ok(None);
         };
         let end = self.buf[0];
