@@ -431,22 +431,18 @@ async fn large_body_frames_interleaved_with_another_channel_and_split_across_wri
     let body =
         |seed: usize| -> Vec<u8> { (0..200_000).map(|i| ((i + seed) % 241) as u8).collect() };
     let (one, two) = (body(1), body(2));
-    let frames_one = publish_frames_with(
-        1,
-        "",
-        "q",
-        false,
-        &0u16.to_be_bytes(),
-        &[&one[..90_000], &one[90_000..]],
-    );
-    let frames_two = publish_frames_with(
-        2,
-        "",
-        "q",
-        false,
-        &0u16.to_be_bytes(),
-        &[&two[..100_000], &two[100_000..]],
-    );
+    // A publish to "q" on `channel` with the body in two frames, cut at `cut`.
+    let publish = |channel: u16, body: &[u8], cut: usize| {
+        publish_frames_with(
+            channel,
+            "",
+            "q",
+            false,
+            &0u16.to_be_bytes(),
+            &[&body[..cut], &body[cut..]],
+        )
+    };
+    let (frames_one, frames_two) = (publish(1, &one, 90_000), publish(2, &two, 100_000));
     // Each publish is method + header + 2 body frames; interleave frame by frame.
     let split = |frames: &[u8]| -> Vec<Vec<u8>> {
         let mut out = Vec::new();
