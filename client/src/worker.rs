@@ -431,6 +431,11 @@ where
     let mut tasks = JoinSet::new();
     // Cancelled by a handler task that found the publishing channel closed.
     let broken = CancellationToken::new();
+    // Cancelled once the consuming side is gone (the consumer failed, or ended with its
+    // channel closed): a settlement still in flight then cannot reach the broker, which
+    // gives the message back, and lapin may never answer it (after a connection.close from
+    // the broker, amqp-rs/lapin#409), so the handler tasks stop waiting for one.
+    let lost = CancellationToken::new();
     loop {
         tokio::select! {
             _ = broken.cancelled() => {
@@ -471,13 +476,20 @@ where
                         pool.clone(),
                         session.publish_channel.clone(),
                         broken.clone(),
+                        lost.clone(),
                     ));
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, queue = %pool.options.queue, "consumer failed");
+                    lost.cancel();
                     break;
                 }
-                None => break,
+                None => {
+                    if !session.consume_channel.status().connected() {
+                        lost.cancel();
+                    }
+                    break;
+                }
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -492,6 +504,7 @@ async fn handle<H, F>(
     pool: Arc<Pool<H>>,
     publish_channel: Channel,
     broken: CancellationToken,
+    lost: CancellationToken,
 ) where
     H: Fn(Task) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), TaskError>> + Send + 'static,
@@ -509,35 +522,43 @@ async fn handle<H, F>(
     };
     let outcome = (pool.handler)(task).await;
     drop(permit);
-    let settled = match outcome {
-        Ok(()) => ack(&delivery).await.then_some(&counters.processed),
-        Err(error) => {
-            counters.add(&counters.failed, 1);
-            let attempts_left = failures.saturating_add(1) < options.retry.max_attempts;
-            if error.retry && attempts_left {
-                retry(
-                    &delivery,
-                    failures,
-                    options,
-                    &publish_channel,
-                    shutdown,
-                    &broken,
-                )
-                .await
-                .then_some(&counters.retried)
-            } else {
-                dead_letter(
-                    &delivery,
-                    failures,
-                    &error,
-                    options,
-                    &publish_channel,
-                    &broken,
-                )
-                .await
-                .then_some(&counters.dead_lettered)
+    let settle = async {
+        match outcome {
+            Ok(()) => ack(&delivery).await.then_some(&counters.processed),
+            Err(error) => {
+                counters.add(&counters.failed, 1);
+                let attempts_left = failures.saturating_add(1) < options.retry.max_attempts;
+                if error.retry && attempts_left {
+                    retry(
+                        &delivery,
+                        failures,
+                        options,
+                        &publish_channel,
+                        shutdown,
+                        &broken,
+                    )
+                    .await
+                    .then_some(&counters.retried)
+                } else {
+                    dead_letter(
+                        &delivery,
+                        failures,
+                        &error,
+                        options,
+                        &publish_channel,
+                        &broken,
+                    )
+                    .await
+                    .then_some(&counters.dead_lettered)
+                }
             }
         }
+    };
+    // A settlement that has its answer is taken even if the session was lost meanwhile.
+    let settled = tokio::select! {
+        biased;
+        settled = settle => settled,
+        _ = lost.cancelled() => None,
     };
     counters.finish(settled);
 }
