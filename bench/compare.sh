@@ -11,18 +11,20 @@
 #      freshly started brokers);
 #   2. a backlog of ~1 M persistent 1 KiB messages in a durable queue (no consumer): the
 #      broker's RSS with it (Warren restarted first, so that it starts from scratch);
-#   3. the throughput and latency scenarios of SCENARIOS below, ROUNDS times, Warren and
-#      RabbitMQ alternately (the order flips each round).
+#   3. the throughput and latency scenarios of SCENARIOS below, ROUNDS times (the latency
+#      probes LATENCY_ROUNDS times: a round's p99 moves more from round to round than a
+#      throughput does), Warren and RabbitMQ alternately (the order flips each round).
 # Prints one table of medians with Warren/RabbitMQ ratios and the targets, and
 # stops everything it started, also on failure or Ctrl-C.
 #
-#   bench/compare.sh                              # DURATION=10 s per run, ROUNDS=3
+#   bench/compare.sh                              # DURATION=10 s per run, ROUNDS=3,
+#                                                 # LATENCY_ROUNDS=7
 #   DURATION=20 ROUNDS=5 bench/compare.sh
 #   RABBITMQ=0 bench/compare.sh                   # Warren only
 #   BACKLOG=0 IDLE_CONNECTIONS= bench/compare.sh  # throughput scenarios only
 #   ONLY="publish-only fanout-10" bench/compare.sh
 #
-# Knobs: DURATION, ROUNDS, RABBITMQ, OUT (default target/bench/compare-<date>),
+# Knobs: DURATION, ROUNDS, LATENCY_ROUNDS, RABBITMQ, OUT (default target/bench/compare-<date>),
 # ONLY (scenario names), IDLE_CONNECTIONS (default "1000 10000"; empty skips),
 # BACKLOG (1/0), BACKLOG_MESSAGES (default 1000000). Needs python3, and pika
 # (tests/pika/requirements.txt) for the backlog part.
@@ -35,6 +37,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
+LATENCY_ROUNDS=${LATENCY_ROUNDS:-7}
 RABBITMQ=${RABBITMQ:-1}
 OUT=${OUT:-$ROOT/target/bench/compare-$(date +%Y%m%d-%H%M%S)}
 ONLY=${ONLY:-}
@@ -101,7 +104,7 @@ mkdir -p "$OUT"
   echo "cpus: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
   echo "kernel: $(uname -r)"
-  echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS IDLE_CONNECTIONS='$IDLE_CONNECTIONS' BACKLOG=$BACKLOG BACKLOG_MESSAGES=$BACKLOG_MESSAGES"
+  echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS LATENCY_ROUNDS=$LATENCY_ROUNDS IDLE_CONNECTIONS='$IDLE_CONNECTIONS' BACKLOG=$BACKLOG BACKLOG_MESSAGES=$BACKLOG_MESSAGES"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 if awk '{ exit !($1 > 0.5) }' /proc/loadavg; then
@@ -300,10 +303,17 @@ SELECTED=()
 for scenario in "${SCENARIOS[@]}"; do
   if [[ -z $ONLY || " $ONLY " == *" ${scenario%%|*} "* ]]; then SELECTED+=("$scenario"); fi
 done
-for round in $(seq "$ROUNDS"); do
+is_latency() { [[ $1 == latency-* ]]; }
+LAST_ROUND=$ROUNDS
+for scenario in "${SELECTED[@]}"; do
+  if is_latency "$scenario" && (( LATENCY_ROUNDS > LAST_ROUND )); then LAST_ROUND=$LATENCY_ROUNDS; fi
+done
+for round in $(seq "$LAST_ROUND"); do
   order=("${BROKERS[@]}")
   if (( round % 2 == 0 && ${#BROKERS[@]} == 2 )); then order=(rabbitmq warren); fi
   for scenario in "${SELECTED[@]}"; do
+    if is_latency "$scenario"; then (( round <= LATENCY_ROUNDS )) || continue
+    else (( round <= ROUNDS )) || continue; fi
     for broker in "${order[@]}"; do
       run_one "$broker" "${scenario%%|*}" "${scenario#*|}" "$round"
     done
@@ -423,9 +433,17 @@ if names:
         print(f"| {n} | {what} | {rate(wr)} | {rate(rr)} | {fmt_ratio(x)} | {target} | {lat(w, 'latency_us')} | {lat(r, 'latency_us')} "
               f"| {'–' if wc is None else f'{wc:.1f}'} / {'–' if rc is None else f'{rc:.1f}'} | {wsplit} | {rsplit} |")
 
-    rounds = max((len(runs(n, "warren")) for n in names), default=0)
+    def rounds_of(ns):
+        return max((len(runs(n, "warren")) for n in ns), default=0)
+    throughput_rounds = rounds_of([n for n in names if not n.startswith("latency-")])
+    latency_rounds = rounds_of([n for n in names if n.startswith("latency-")])
+    counted = " and ".join(
+        f"{k} round(s) for the {what}"
+        for k, what in ((throughput_rounds, "throughput scenarios"), (latency_rounds, "latency probes"))
+        if k
+    )
     print()
-    print(f"Medians of {rounds} round(s). e2e: publish to the delivery reaching the consumer's socket "
+    print(f"Medians of {counted}. e2e: publish to the delivery reaching the consumer's socket "
           "(the kernel's receive timestamp; perf's own wake-up is not counted against either broker), "
           "measured by perf's consumers. "
           "CPU %: of one core over the measured window, load generator (perf, all threads) / broker; "
