@@ -1,10 +1,12 @@
 //! One perf connection, driven by one task: its producers append frames to one outbound
-//! buffer, written with as few syscalls as the socket allows; inbound frames are split out
+//! queue (large bodies by reference, see [`Outbound`]), written with as few syscalls as the
+//! socket allows; inbound frames are split out
 //! of one buffer and handed to the consumer or producer of their channel. No allocation per
 //! message, no task or future per message.
 
 use super::arrival;
 use super::consumer::{Consumer, ConsumerConfig};
+use super::outbound::Outbound;
 use super::producer::{Producer, ProducerConfig};
 use super::stats::{Arrival, Stats};
 use super::wire::{self, method, Fields, FrameWriter, Target, Wire};
@@ -134,8 +136,7 @@ pub async fn run(
     if !arrival::enable(&stream) {
         tracing::debug!("no kernel receive timestamps: latency is counted to when perf reads");
     }
-    let mut out: Vec<u8> = Vec::with_capacity(2 * OUT_HIGH);
-    let mut written = 0usize;
+    let mut out = Outbound::new(2 * OUT_HIGH, OUT_HIGH);
     let mut phase = Phase::Running;
     let started = Instant::now();
     for producer in &mut producers {
@@ -147,7 +148,7 @@ pub async fn run(
         match phase {
             Phase::Running if stop.is_cancelled() => {
                 for consumer in &mut consumers {
-                    consumer.ack(&mut out);
+                    consumer.ack(out.buf());
                 }
                 phase = Phase::Draining {
                     deadline: now + CONFIRM_DRAIN_TIMEOUT,
@@ -155,13 +156,13 @@ pub async fn run(
                 continue;
             }
             Phase::Running => {
-                let sent = generate(&mut producers, &mut out, written, &stats, now);
+                let sent = generate(&mut producers, &mut out, &stats, now);
                 stats.sent.fetch_add(sent, Ordering::Relaxed);
             }
             Phase::Draining { deadline } => {
                 let outstanding: usize = producers.iter().map(Producer::unconfirmed).sum();
                 if outstanding == 0 {
-                    FrameWriter::method(&mut out, 0, (10, 50))
+                    FrameWriter::method(out.buf(), 0, (10, 50))
                         .u16(200)
                         .short("perf done")
                         .u16(0)
@@ -188,21 +189,14 @@ pub async fn run(
             Phase::Closing { .. } => {}
         }
 
-        if written < out.len() {
-            match stream.try_write(&out[written..]) {
-                Ok(n) => {
-                    written += n;
-                    progressed = true;
-                }
+        if out.pending() > 0 {
+            match out.write_with(|slices| match slices {
+                [one] => stream.try_write(one),
+                _ => stream.try_write_vectored(slices),
+            }) {
+                Ok(_) => progressed = true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err(Error::Other(format!("writing to the broker: {e}"))),
-            }
-            if written == out.len() {
-                out.clear();
-                written = 0;
-            } else if written >= OUT_HIGH {
-                out.drain(..written);
-                written = 0;
             }
         }
 
@@ -249,7 +243,7 @@ pub async fn run(
                         role,
                         &mut producers,
                         &mut consumers,
-                        &mut out,
+                        out.buf(),
                         &stats,
                         at,
                     )?;
@@ -261,7 +255,7 @@ pub async fn run(
                 if !matches!(phase, Phase::Closing { .. }) {
                     // Nothing more is waiting right now: ack what a multiple ack held back.
                     for consumer in &mut consumers {
-                        consumer.ack(&mut out);
+                        consumer.ack(out.buf());
                     }
                 }
             }
@@ -278,11 +272,11 @@ pub async fn run(
             tokio::task::coop::consume_budget().await;
             continue;
         }
-        let wants_write = written < out.len();
+        let wants_write = out.pending() > 0;
         // Only a rate limit ahead of now is worth a timer: a producer that could publish
         // now is waiting for the socket (or its window), not for the clock.
         let paced = match phase {
-            Phase::Running if out.len() - written < OUT_HIGH => producers
+            Phase::Running if out.pending() < OUT_HIGH => producers
                 .iter()
                 .filter(|p| p.has_room() && p.due() > now)
                 .map(Producer::due)
@@ -305,18 +299,12 @@ pub async fn run(
 
 /// Appends publishes, one per producer in turn, while the outbound buffer has room and
 /// some producer has both window and rate to spare. Returns how many.
-fn generate(
-    producers: &mut [Producer],
-    out: &mut Vec<u8>,
-    written: usize,
-    stats: &Stats,
-    now: Instant,
-) -> u64 {
+fn generate(producers: &mut [Producer], out: &mut Outbound, stats: &Stats, now: Instant) -> u64 {
     let mut sent = 0;
     loop {
         let mut any = false;
         for producer in producers.iter_mut() {
-            if out.len() - written < OUT_HIGH && producer.has_room() && producer.due() <= now {
+            if out.pending() < OUT_HIGH && producer.has_room() && producer.due() <= now {
                 producer.publish(out, stats, now);
                 sent += 1;
                 any = true;

@@ -13,6 +13,7 @@ pub mod consumer;
 pub mod cpu;
 mod driver;
 pub mod options;
+pub mod outbound;
 pub mod producer;
 pub mod stats;
 pub mod wire;

@@ -3,9 +3,11 @@
 //! [`super::driver`], which owns the socket.
 
 use super::options::Route;
+use super::outbound::Outbound;
 use super::stats::{stamp, Arrival, Stats};
 use super::wire::{FrameWriter, FRAME_BODY, FRAME_HEADER};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -13,6 +15,11 @@ use tokio::time::Instant;
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 /// Marks a confirm-window slot whose confirm has come.
 const DONE: u64 = u64::MAX;
+/// Bodies from this size on are framed once and written from there (shared with the
+/// outbound queue) instead of being copied into the outbound buffer for each publish.
+const SHARED_BODY_MIN: usize = 64 * 1024;
+/// Where the body starts in its first body frame (type, channel, size).
+const BODY_AT: usize = 7;
 
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -31,7 +38,7 @@ pub struct Producer {
     pub config: ProducerConfig,
     /// The publish method frame and the content header frame: the same for every message.
     prefix: Vec<u8>,
-    body: Vec<u8>,
+    body: Body,
     /// Body bytes per body frame (frame_max less the frame's own 8 bytes).
     chunk: usize,
     pacer: Pacer,
@@ -41,6 +48,15 @@ pub struct Producer {
     first: u64,
     /// Slots of `unconfirmed` not yet `DONE`.
     open: usize,
+}
+
+/// A producer's message body, stamped afresh for each publish.
+enum Body {
+    /// Copied into the outbound buffer, framed, for each publish.
+    Copied(Vec<u8>),
+    /// The body frames, built once. Each publish stamps a copy no write still holds (making
+    /// one when all are in flight) and queues it as it is.
+    Framed(Vec<Arc<Vec<u8>>>),
 }
 
 impl Producer {
@@ -61,11 +77,23 @@ impl Producer {
             header.u16(0);
         }
         header.end();
+        let chunk = (frame_max as usize).saturating_sub(8).max(1);
+        let body = if config.size >= SHARED_BODY_MIN {
+            let mut frames = Vec::with_capacity(config.size + config.size.div_ceil(chunk) * 8);
+            for piece in vec![0; config.size].chunks(chunk) {
+                FrameWriter::begin(&mut frames, FRAME_BODY, channel)
+                    .bytes(piece)
+                    .end();
+            }
+            Body::Framed(vec![Arc::new(frames)])
+        } else {
+            Body::Copied(vec![0; config.size])
+        };
         Producer {
             channel,
             prefix,
-            body: vec![0; config.size],
-            chunk: (frame_max as usize).saturating_sub(8).max(1),
+            body,
+            chunk,
             pacer: Pacer::new(config.rate, start),
             unconfirmed: VecDeque::new(),
             first: 1,
@@ -94,15 +122,33 @@ impl Producer {
         self.open
     }
 
-    /// Appends one message's frames to `out`.
-    pub fn publish(&mut self, out: &mut Vec<u8>, stats: &Stats, now: Instant) {
+    /// Queues one message's frames on `out`.
+    pub fn publish(&mut self, out: &mut Outbound, stats: &Stats, now: Instant) {
         let sent_at = stats.now_ns();
-        stamp(&mut self.body, sent_at, stats.run_id);
-        out.extend_from_slice(&self.prefix);
-        for piece in self.body.chunks(self.chunk) {
-            FrameWriter::begin(out, FRAME_BODY, self.channel)
-                .bytes(piece)
-                .end();
+        out.buf().extend_from_slice(&self.prefix);
+        match &mut self.body {
+            Body::Copied(body) => {
+                stamp(body, sent_at, stats.run_id);
+                for piece in body.chunks(self.chunk) {
+                    FrameWriter::begin(out.buf(), FRAME_BODY, self.channel)
+                        .bytes(piece)
+                        .end();
+                }
+            }
+            Body::Framed(copies) => {
+                let free = match copies.iter().position(|c| Arc::strong_count(c) == 1) {
+                    Some(free) => free,
+                    None => {
+                        copies.push(Arc::new(copies[0].as_ref().clone()));
+                        copies.len() - 1
+                    }
+                };
+                if let Some(frames) = Arc::get_mut(&mut copies[free]) {
+                    let first = self.config.size.min(self.chunk);
+                    stamp(&mut frames[BODY_AT..BODY_AT + first], sent_at, stats.run_id);
+                }
+                out.push_shared(Arc::clone(&copies[free]));
+            }
         }
         if self.config.confirm > 0 {
             self.unconfirmed.push_back(sent_at);
@@ -205,12 +251,16 @@ mod tests {
     }
 
     fn producer(confirm: usize) -> Producer {
+        sized_producer(confirm, 20)
+    }
+
+    fn sized_producer(confirm: usize, size: usize) -> Producer {
         let config = ProducerConfig {
             route: Route {
                 exchange: String::new(),
                 routing_key: "q".into(),
             },
-            size: 20,
+            size,
             rate: 0,
             confirm,
             persistent: true,
@@ -218,11 +268,27 @@ mod tests {
         Producer::new(3, config, 131_072, Instant::now())
     }
 
+    /// Everything `out` holds, written out.
+    fn written(out: &mut Outbound) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while out.pending() > 0 {
+            out.write_with(|slices| {
+                let before = bytes.len();
+                for slice in slices {
+                    bytes.extend_from_slice(slice);
+                }
+                Ok(bytes.len() - before)
+            })
+            .unwrap();
+        }
+        bytes
+    }
+
     #[test]
     fn confirms_single_multiple_and_out_of_order_settle_the_window() {
         let stats = Stats::new(7);
         let mut p = producer(4);
-        let mut out = Vec::new();
+        let mut out = Outbound::new(1024, 1024);
         for _ in 0..4 {
             p.publish(&mut out, &stats, Instant::now());
         }
@@ -250,8 +316,9 @@ mod tests {
     fn a_publish_is_method_header_and_body_frames() {
         let stats = Stats::new(7);
         let mut p = producer(0);
-        let mut out = Vec::new();
+        let mut out = Outbound::new(1024, 1024);
         p.publish(&mut out, &stats, Instant::now());
+        let out = written(&mut out);
         // publish: 7 + (4 + 2 + 1 + 1 + 1 + 1) + 1; header: 7 + 14 + 1 + 1; body: 7 + 20 + 1.
         assert_eq!(out.len(), 18 + 23 + 28);
         assert_eq!(&out[..3], &[1, 0, 3]);
@@ -260,5 +327,49 @@ mod tests {
         assert_eq!(&out[18 + 7 + 12..18 + 7 + 15], &[0x10, 0, 2]);
         assert_eq!(out[41], 3);
         assert!(p.has_room(), "no window without confirms");
+    }
+
+    #[test]
+    fn a_large_body_is_framed_once_and_stamped_per_publish_without_a_copy_in_flight() {
+        let stats = Stats::new(7);
+        let size = 300_000;
+        let mut p = sized_producer(0, size);
+        let mut out = Outbound::new(1024, 1024);
+        p.publish(&mut out, &stats, Instant::now());
+        let first = written(&mut out);
+        // publish 18, header 23, then three body frames of up to 131,064 bytes.
+        let body_frames = &first[18 + 23..];
+        assert_eq!(body_frames.len(), size + 3 * 8);
+        let mut at = 0;
+        let mut body = Vec::new();
+        while at < body_frames.len() {
+            assert_eq!(body_frames[at], FRAME_BODY);
+            assert_eq!(&body_frames[at + 1..at + 3], &[0, 3]);
+            let len = u32::from_be_bytes(body_frames[at + 3..at + 7].try_into().unwrap()) as usize;
+            assert!(len <= 131_064);
+            body.extend_from_slice(&body_frames[at + 7..at + 7 + len]);
+            assert_eq!(body_frames[at + 7 + len], 0xCE);
+            at += len + 8;
+        }
+        assert_eq!(body.len(), size);
+        let stamped = crate::perf::stats::read_stamp(&body, 7);
+        assert!(stamped.is_some(), "the body carries this run's stamp");
+
+        // Written before the next publish: the one copy is stamped again, in place.
+        p.publish(&mut out, &stats, Instant::now());
+        let second = written(&mut out);
+        assert_eq!(second.len(), first.len());
+        let Body::Framed(copies) = &p.body else {
+            panic!("a large body is framed once")
+        };
+        assert_eq!(copies.len(), 1);
+        // Still queued when the next is published: that one gets a copy of its own.
+        p.publish(&mut out, &stats, Instant::now());
+        p.publish(&mut out, &stats, Instant::now());
+        let Body::Framed(copies) = &p.body else {
+            panic!("a large body is framed once")
+        };
+        assert_eq!(copies.len(), 2);
+        assert_eq!(written(&mut out).len(), 2 * first.len());
     }
 }
