@@ -29,10 +29,9 @@ struct Args {
     max_message_size: u64,
     /// Bytes of message data all queues keep in memory for messages waiting for a consumer;
     /// past it, messages wait on disk until they are delivered (persistent messages of durable
-    /// queues keep at most 4 MiB per queue in memory anyway). Default: a tenth of the memory
-    /// the broker may use (the machine's, or its control group's limit), at least 64 MiB.
-    #[arg(long)]
-    memory_budget: Option<usize>,
+    /// queues keep at most 4 MiB per queue in memory anyway).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    memory_budget: usize,
     /// Free disk space (bytes) under the data dir below which publishers are blocked.
     #[arg(long, default_value_t = 50_000_000)]
     disk_free_limit: u64,
@@ -72,19 +71,13 @@ fn main() -> ExitCode {
         data_dir: args.data_dir,
         max_message_size: args.max_message_size,
         heartbeat: Duration::from_secs(args.heartbeat),
-        memory_budget: args
-            .memory_budget
-            .unwrap_or_else(warren_broker::config::default_memory_budget),
+        memory_budget: args.memory_budget,
         disk_free_limit: args.disk_free_limit,
         definitions: args.definitions,
         consumer_timeout: (args.consumer_timeout > 0)
             .then(|| Duration::from_millis(args.consumer_timeout)),
         ..Config::default()
     };
-    tracing::info!(
-        bytes = config.memory_budget,
-        "memory budget for queued messages (--memory-budget)"
-    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
