@@ -50,6 +50,18 @@ impl Broker {
     }
 }
 
+/// Runs perf with `args` against `broker` until it stops by itself (within 30 s).
+async fn run_to_the_end(broker: &Broker, args: &[&str]) -> perf::Summary {
+    let plan = options(args).plan().unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        perf::run(&broker.url(), &plan),
+    )
+    .await
+    .expect("perf stops by itself")
+    .unwrap()
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -59,28 +71,23 @@ impl Drop for Broker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_run_with_confirms_counts_everything_and_stops_by_itself() {
     let broker = Broker::start().await;
-    let plan = options(&[
-        "--duration",
-        "1",
-        "--confirm",
-        "50",
-        "--persistent",
-        "--durable",
-        "--queue",
-        "perf-test",
-        "--delete-queues",
-        "--broker-pid",
-        &std::process::id().to_string(),
-    ])
-    .plan()
-    .unwrap();
-    let summary = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        perf::run(&broker.url(), &plan),
+    let summary = run_to_the_end(
+        &broker,
+        &[
+            "--duration",
+            "1",
+            "--confirm",
+            "50",
+            "--persistent",
+            "--durable",
+            "--queue",
+            "perf-test",
+            "--delete-queues",
+            "--broker-pid",
+            &std::process::id().to_string(),
+        ],
     )
-    .await
-    .expect("perf stops by itself")
-    .unwrap();
+    .await;
     assert!(summary.sent > 0);
     assert!(summary.confirmed > 0 && summary.confirmed <= summary.sent);
     assert_eq!(summary.nacked, 0);
@@ -160,28 +167,23 @@ async fn fanout_delivers_every_message_to_every_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_arrive_whole_and_each_carries_its_own_stamp() {
     let broker = Broker::start().await;
-    let plan = options(&[
-        "--duration",
-        "1",
-        "--size",
-        "300000",
-        "--confirm",
-        "8",
-        "--prefetch",
-        "8",
-        "--queue",
-        "perf-large",
-        "--delete-queues",
-    ])
-    .plan()
-    .unwrap();
-    let summary = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        perf::run(&broker.url(), &plan),
+    let summary = run_to_the_end(
+        &broker,
+        &[
+            "--duration",
+            "1",
+            "--size",
+            "300000",
+            "--confirm",
+            "8",
+            "--prefetch",
+            "8",
+            "--queue",
+            "perf-large",
+            "--delete-queues",
+        ],
     )
-    .await
-    .expect("perf stops by itself")
-    .unwrap();
+    .await;
     assert!(summary.sent > 5, "{} sent", summary.sent);
     assert_eq!(summary.nacked, 0);
     assert!(summary.sent - summary.confirmed <= 8 + 1);
