@@ -303,17 +303,18 @@ SELECTED=()
 for scenario in "${SCENARIOS[@]}"; do
   if [[ -z $ONLY || " $ONLY " == *" ${scenario%%|*} "* ]]; then SELECTED+=("$scenario"); fi
 done
-is_latency() { [[ $1 == latency-* ]]; }
-LAST_ROUND=$ROUNDS
+# How many rounds a scenario ("name|options") gets.
+rounds_for() { if [[ $1 == latency-* ]]; then echo "$LATENCY_ROUNDS"; else echo "$ROUNDS"; fi; }
+LAST_ROUND=0
 for scenario in "${SELECTED[@]}"; do
-  if is_latency "$scenario" && (( LATENCY_ROUNDS > LAST_ROUND )); then LAST_ROUND=$LATENCY_ROUNDS; fi
+  n=$(rounds_for "$scenario")
+  if (( n > LAST_ROUND )); then LAST_ROUND=$n; fi
 done
 for round in $(seq "$LAST_ROUND"); do
   order=("${BROKERS[@]}")
   if (( round % 2 == 0 && ${#BROKERS[@]} == 2 )); then order=(rabbitmq warren); fi
   for scenario in "${SELECTED[@]}"; do
-    if is_latency "$scenario"; then (( round <= LATENCY_ROUNDS )) || continue
-    else (( round <= ROUNDS )) || continue; fi
+    (( round <= $(rounds_for "$scenario") )) || continue
     for broker in "${order[@]}"; do
       run_one "$broker" "${scenario%%|*}" "${scenario#*|}" "$round"
     done
