@@ -1,8 +1,7 @@
 //! One perf connection, driven by one task: its producers append frames to one outbound
 //! queue (large bodies by reference, see [`Outbound`]), written with as few syscalls as the
-//! socket allows; inbound frames are split out
-//! of one buffer and handed to the consumer or producer of their channel. No allocation per
-//! message, no task or future per message.
+//! socket allows; inbound frames are split out of one buffer and handed to the consumer or
+//! producer of their channel. No allocation per message, no task or future per message.
 
 use super::arrival;
 use super::consumer::{Consumer, ConsumerConfig};

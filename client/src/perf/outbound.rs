@@ -131,12 +131,10 @@ impl Outbound {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+impl Outbound {
     /// One write that takes at most `limit` bytes, copying them to `into`.
-    fn write_once(out: &mut Outbound, limit: usize, into: &mut Vec<u8>) {
-        out.write_with(|slices| {
+    pub(crate) fn write_once_into(&mut self, limit: usize, into: &mut Vec<u8>) {
+        self.write_with(|slices| {
             let mut left = limit;
             for slice in slices {
                 let take = left.min(slice.len());
@@ -151,15 +149,20 @@ mod tests {
         .unwrap();
     }
 
-    /// Writes everything, the i-th write taking at most `limits[i]` (cycling).
-    fn drain(out: &mut Outbound, limits: &[usize], into: &mut Vec<u8>) {
+    /// Writes everything to `into`, the i-th write taking at most `limits[i]` (cycling).
+    pub(crate) fn drain_into(&mut self, limits: &[usize], into: &mut Vec<u8>) {
         for &limit in limits.iter().cycle() {
-            if out.pending() == 0 {
+            if self.pending() == 0 {
                 return;
             }
-            write_once(out, limit, into);
+            self.write_once_into(limit, into);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn frames_and_shared_pieces_come_out_in_order_whatever_each_write_takes() {
@@ -186,10 +189,10 @@ mod tests {
                 // Half of what is pending goes out before more is queued.
                 if round % 2 == 0 {
                     let half = out.pending() / 2 + 1;
-                    write_once(&mut out, half, &mut got);
+                    out.write_once_into(half, &mut got);
                 }
             }
-            drain(&mut out, limits, &mut got);
+            out.drain_into(limits, &mut got);
             assert_eq!(got, expected, "limits {limits:?}");
             assert_eq!(out.pending(), 0);
             assert!(out.buf.is_empty() && out.shared.is_empty());

@@ -271,16 +271,7 @@ mod tests {
     /// Everything `out` holds, written out.
     fn written(out: &mut Outbound) -> Vec<u8> {
         let mut bytes = Vec::new();
-        while out.pending() > 0 {
-            out.write_with(|slices| {
-                let before = bytes.len();
-                for slice in slices {
-                    bytes.extend_from_slice(slice);
-                }
-                Ok(bytes.len() - before)
-            })
-            .unwrap();
-        }
+        out.drain_into(&[usize::MAX], &mut bytes);
         bytes
     }
 
