@@ -29,9 +29,10 @@ struct Args {
     max_message_size: u64,
     /// Bytes of message data all queues keep in memory for messages waiting for a consumer;
     /// past it, messages wait on disk until they are delivered (persistent messages of durable
-    /// queues keep at most 4 MiB per queue in memory anyway).
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
-    memory_budget: usize,
+    /// queues keep at most 4 MiB per queue in memory anyway). Default: a tenth of the memory
+    /// the broker may use (the machine's, or its control group's limit), at least 64 MiB.
+    #[arg(long)]
+    memory_budget: Option<usize>,
     /// Free disk space (bytes) under the data dir below which publishers are blocked.
     #[arg(long, default_value_t = 50_000_000)]
     disk_free_limit: u64,
@@ -71,13 +72,19 @@ fn main() -> ExitCode {
         data_dir: args.data_dir,
         max_message_size: args.max_message_size,
         heartbeat: Duration::from_secs(args.heartbeat),
-        memory_budget: args.memory_budget,
+        memory_budget: args
+            .memory_budget
+            .unwrap_or_else(warren_broker::config::default_memory_budget),
         disk_free_limit: args.disk_free_limit,
         definitions: args.definitions,
         consumer_timeout: (args.consumer_timeout > 0)
             .then(|| Duration::from_millis(args.consumer_timeout)),
         ..Config::default()
     };
+    tracing::info!(
+        bytes = config.memory_budget,
+        "memory budget for queued messages (--memory-budget)"
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -118,6 +125,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     let broker = warren_broker::Broker::open(config)?;
     let management = tokio::spawn(broker.clone().serve_http(http, shutdown.clone()));
+    tokio::spawn(give_back_freed_memory(broker.clone(), shutdown.clone()));
     let served = broker.serve(amqp, shutdown.clone()).await;
     // AMQP stopped (shutdown, or an error before serving): the HTTP side stops with it.
     shutdown.cancel();
@@ -128,6 +136,52 @@ async fn serve(config: Config) -> std::io::Result<()> {
     }
     served
 }
+
+/// How often the queues' memory is looked at by [`give_back_freed_memory`].
+const TRIM_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// glibc keeps what a program frees for its next allocations and only hands the top of each
+/// heap back to the kernel: a backlog of millions of small messages, once consumed or
+/// deleted, left the broker's RSS gigabytes above what it used. When the queues' memory has
+/// fallen from its high point to a quarter of it or less (a backlog drained, not one that
+/// comes and goes), `malloc_trim` gives the free pages back.
+async fn give_back_freed_memory(broker: warren_broker::Broker, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(TRIM_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut high = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let now = broker.queued_bytes();
+        high = high.max(now);
+        if drained(high, now) {
+            high = now;
+            // Walks every heap under its lock: not on a runtime thread.
+            let _ = tokio::task::spawn_blocking(trim_malloc).await;
+        }
+    }
+}
+
+/// The queues held `high` bytes at most since the last trim and hold `now`: worth a trim?
+fn drained(high: usize, now: usize) -> bool {
+    const AT_LEAST: usize = 64 << 20;
+    high - now.min(high) >= AT_LEAST && now <= high / 4
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_malloc() {
+    // SAFETY: malloc_trim takes malloc's own locks; it only returns free pages to the kernel.
+    let released = unsafe { libc::malloc_trim(0) };
+    tracing::debug!(
+        released = released != 0,
+        "gave freed memory back (malloc_trim)"
+    );
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_malloc() {}
 
 /// Takes an exclusive lock on `<data_dir>/warren.lock` (released when the process ends,
 /// however it ends), or fails naming the directory if another process holds it.
@@ -198,3 +252,23 @@ fn tune_malloc() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_malloc() {}
+
+#[cfg(test)]
+mod tests {
+    use super::drained;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn freed_memory_goes_back_once_a_backlog_has_drained() {
+        assert!(drained(1024 * MIB, 0));
+        assert!(drained(1024 * MIB, 256 * MIB), "down to a quarter");
+        assert!(
+            !drained(1024 * MIB, 300 * MIB),
+            "a backlog that comes and goes"
+        );
+        assert!(!drained(60 * MIB, 0), "too little to be worth a trim");
+        assert!(!drained(0, 0));
+        assert!(!drained(10 * MIB, 20 * MIB), "growing");
+    }
+}

@@ -207,6 +207,11 @@ impl Broker {
         })
     }
 
+    /// Bytes of message data the queues hold in memory now, as `--memory-budget` counts them.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.persistence.budget.used()
+    }
+
     /// Changes the disk free limit at run time (like `rabbitmqctl set_disk_free_limit`).
     pub fn set_disk_free_limit(&self, bytes: u64) {
         self.shared.alarm.set_limit(bytes);
