@@ -27,8 +27,8 @@ struct Args {
     /// Largest accepted message body in bytes (RabbitMQ 4's default: 16 MiB).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_message_size: u64,
-    /// Bytes of message data all queues keep in memory for messages waiting for a consumer;
-    /// past it, messages wait on disk until they are delivered (persistent messages of durable
+    /// Bytes of message data all queues keep in memory for messages waiting for a consumer (a
+    /// message counts as its properties and body plus 330 bytes of bookkeeping); past it, messages wait on disk until they are delivered (persistent messages of durable
     /// queues keep at most 4 MiB per queue in memory anyway). Default: a tenth of the memory
     /// the broker may use (the machine's, or its control group's limit), at least 64 MiB.
     #[arg(long)]
@@ -167,7 +167,7 @@ async fn give_back_freed_memory(broker: warren_broker::Broker, shutdown: Cancell
 /// The queues held `high` bytes at most since the last trim and hold `now`: worth a trim?
 fn drained(high: usize, now: usize) -> bool {
     const AT_LEAST: usize = 64 << 20;
-    high - now.min(high) >= AT_LEAST && now <= high / 4
+    high.saturating_sub(now) >= AT_LEAST && now <= high / 4
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
