@@ -77,8 +77,12 @@ impl Outbound {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut count = 0;
         let mut from = self.written;
+        // Where the frame bytes this write may take end: before the first piece that does
+        // not fit in it, if one does not.
+        let mut end = self.buf.len();
         for piece in &self.shared {
             if count + 2 > MAX_SLICES {
+                end = piece.at;
                 break;
             }
             if piece.at > from {
@@ -89,8 +93,8 @@ impl Outbound {
             count += 1;
             from = piece.at;
         }
-        if count < MAX_SLICES && from < self.buf.len() {
-            slices[count] = IoSlice::new(&self.buf[from..]);
+        if count < MAX_SLICES && from < end {
+            slices[count] = IoSlice::new(&self.buf[from..end]);
             count += 1;
         }
         let n = write(&slices[..count])?;
@@ -197,6 +201,35 @@ mod tests {
             assert_eq!(out.pending(), 0);
             assert!(out.buf.is_empty() && out.shared.is_empty());
         }
+    }
+
+    #[test]
+    fn more_pieces_than_one_write_takes_still_come_out_in_order() {
+        // A shared piece first (one slice), then pieces each after a few frame bytes (two
+        // slices each): the slices run out with frame bytes left both before and after the
+        // piece that did not fit.
+        let mut out = Outbound::new(16, 1024);
+        let mut expected = Vec::new();
+        for n in 0u8..12 {
+            if n > 0 {
+                out.buf().extend_from_slice(&[n; 3]);
+                expected.extend_from_slice(&[n; 3]);
+            }
+            out.push_shared(Arc::new(vec![100 + n; 5]));
+            expected.extend_from_slice(&[100 + n; 5]);
+        }
+        out.buf().extend_from_slice(b"tail");
+        expected.extend_from_slice(b"tail");
+        let mut got = Vec::new();
+        out.write_once_into(usize::MAX, &mut got);
+        assert!(got.len() < expected.len(), "one write cannot take it all");
+        assert_eq!(
+            got[..],
+            expected[..got.len()],
+            "the first write keeps the order"
+        );
+        out.drain_into(&[usize::MAX], &mut got);
+        assert_eq!(got, expected);
     }
 
     #[test]
