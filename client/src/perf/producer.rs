@@ -50,6 +50,15 @@ pub struct Producer {
     open: usize,
 }
 
+/// Appends `body` to `out` as body frames on `channel` of at most `chunk` bytes each.
+fn body_frames(out: &mut Vec<u8>, channel: u16, body: &[u8], chunk: usize) {
+    for piece in body.chunks(chunk) {
+        FrameWriter::begin(out, FRAME_BODY, channel)
+            .bytes(piece)
+            .end();
+    }
+}
+
 /// A producer's message body, stamped afresh for each publish.
 enum Body {
     /// Copied into the outbound buffer, framed, for each publish.
@@ -80,11 +89,7 @@ impl Producer {
         let chunk = (frame_max as usize).saturating_sub(8).max(1);
         let body = if config.size >= SHARED_BODY_MIN {
             let mut frames = Vec::with_capacity(config.size + config.size.div_ceil(chunk) * 8);
-            for piece in vec![0; config.size].chunks(chunk) {
-                FrameWriter::begin(&mut frames, FRAME_BODY, channel)
-                    .bytes(piece)
-                    .end();
-            }
+            body_frames(&mut frames, channel, &vec![0; config.size], chunk);
             Body::Framed(vec![Arc::new(frames)])
         } else {
             Body::Copied(vec![0; config.size])
@@ -129,11 +134,7 @@ impl Producer {
         match &mut self.body {
             Body::Copied(body) => {
                 stamp(body, sent_at, stats.run_id);
-                for piece in body.chunks(self.chunk) {
-                    FrameWriter::begin(out.buf(), FRAME_BODY, self.channel)
-                        .bytes(piece)
-                        .end();
-                }
+                body_frames(out.buf(), self.channel, body, self.chunk);
             }
             Body::Framed(copies) => {
                 let free = match copies.iter().position(|c| Arc::strong_count(c) == 1) {
